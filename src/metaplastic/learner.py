@@ -1,0 +1,379 @@
+"""Training without backpropagation (paper A.1 "Rule-based training", A.4 schemes).
+
+One example at a time per network: forward pass, firing words, then
+
+* graph:  ``W_ij += eta * r[s_i, s_j]`` on every edge ``i -> j`` of G
+  (multiplicative: ``W_ij *= m[s_i, s_j] ** eta``);
+* output: row ``y`` (true label) of U gets ``eta * r_o[s_i, 0] * g_i`` and the
+  predicted row gets ``eta * r_o[s_i, 1] * g_i`` (when the two coincide, as on a
+  correctly classified example in the update-on-all scheme, that row gets
+  both, so the perceptron table leaves it unchanged); in the all-rows scheme
+  (A.4) every row other than ``y`` gets column 1.  The gain ``g_i`` is
+  appendix B's ``chi^a(y)``: the unit's final value ``h_i`` if it fired in the
+  final round, 1 if it did not (``output_input="value"``, the default); with
+  ``output_input="bit"`` it is always 1 (a pure pattern table).  The choice
+  matters: with the perceptron table at |V|=100, T=1 on halfspace the value
+  form reaches 0.95 test accuracy and the bit form 0.72; on MNIST (|V|=1000,
+  T=1) 0.91 and 0.82.  See docs/DESIGN.md.
+
+Schemes (A.4): update on misclassified examples only (default) or on all;
+output updates to the true and predicted rows (default) or to all rows.
+
+How it is fast while staying exact
+    In the misclassified-only scheme weights change only at mistakes, so
+    between two mistakes every network is a *fixed* function.  The loop
+    therefore evaluates a chunk of upcoming examples with one batched matrix
+    product, finds each network's first mistake in the chunk, applies that
+    update and moves each network past it.  The result is the same sequence
+    of updates as the one-at-a-time loop (the examples before the first
+    mistake are correctly classified and cause no update).  The chunk size
+    adapts to the observed run length between mistakes.  The input drive
+    ``x @ A`` never changes, so it is computed for all examples at once (and
+    at T = 1 the whole hidden state is); every loop carries the ensemble
+    dimension B.
+
+The loop can record, per update, each network's firing words (one byte per
+unit), whether it updated, the label and the prediction: all that the
+count-replay meta-gradient needs (:class:`UpdateRecord`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from .errors import MetaplasticError
+from .network import Networks, first_round, project, run_rounds
+
+UPDATE_ON = ("misclassified", "all")
+OUTPUT_ROWS = ("true-and-predicted", "all")
+OUTPUT_INPUT = ("value", "bit")
+
+
+@dataclass(frozen=True)
+class Scheme:
+    """Update scheme of the inner loop (A.1, A.4)."""
+
+    update_on: str = "misclassified"
+    output_rows: str = "true-and-predicted"
+    output_input: str = "value"
+
+    def __post_init__(self):
+        if self.update_on not in UPDATE_ON:
+            raise MetaplasticError(f"update-on must be one of {UPDATE_ON}, got {self.update_on!r}")
+        if self.output_rows not in OUTPUT_ROWS:
+            raise MetaplasticError(f"output-rows must be one of {OUTPUT_ROWS}, got {self.output_rows!r}")
+        if self.output_input not in OUTPUT_INPUT:
+            raise MetaplasticError(
+                f"output-input must be one of {OUTPUT_INPUT}, got {self.output_input!r}")
+
+
+@dataclass
+class Tables:
+    """Materialized rule tables the inner loop applies (linear domain, see rules.py).
+
+    ``graph`` is ``[2^T, 2^T]`` or None (no graph plasticity); ``output`` is
+    ``[2^T, 2]``.  ``*_mode`` is "additive" or "multiplicative"; ``*_eta`` the
+    step size.
+    """
+
+    output: torch.Tensor
+    output_mode: str = "additive"
+    output_eta: float = 1e-2
+    graph: torch.Tensor | None = None
+    graph_mode: str = "additive"
+    graph_eta: float = 1e-2
+
+    @classmethod
+    def from_rules(cls, output_rule, graph_rule=None, eta: float | None = None) -> "Tables":
+        """Tables from :class:`~metaplastic.rules.Rule` objects (``eta`` overrides theirs)."""
+        return cls(
+            output=output_rule.table(), output_mode=output_rule.mode,
+            output_eta=output_rule.eta if eta is None else eta,
+            graph=None if graph_rule is None else graph_rule.table(),
+            graph_mode="additive" if graph_rule is None else graph_rule.mode,
+            graph_eta=(graph_rule.eta if eta is None else eta) if graph_rule is not None else 1e-2,
+        )
+
+
+@dataclass
+class UpdateRecord:
+    """What happened at each update step of the inner loop (``S`` steps).
+
+    ``words[s, b]`` are network b's firing words (uint8, one byte per unit) on
+    the example it updated on at step s; ``active[s, b]`` whether it updated
+    then; ``y`` and ``pred`` the label and prediction of that example;
+    ``gain[s, b]`` the output-update gains ``g_i`` (None in the bit form).
+    """
+
+    words: torch.Tensor   # [S, B, V] uint8
+    active: torch.Tensor  # [S, B] bool
+    y: torch.Tensor       # [S, B] long
+    pred: torch.Tensor    # [S, B] long
+    gain: torch.Tensor | None = None  # [S, B, V] float
+
+    def nbytes(self) -> int:
+        ts = (self.words, self.active, self.y, self.pred, self.gain)
+        return sum(t.numel() * t.element_size() for t in ts if t is not None)
+
+
+def data_orders(n: int, epochs: int, seeds) -> torch.Tensor:
+    """Data order of each network ``[B, epochs * n]``: a fresh shuffle per epoch.
+
+    The shuffle of member b comes from its own seed (a stream separate from the
+    one that draws its masks), so ensembles equal separate runs.
+    """
+    if not isinstance(epochs, int) or epochs < 1:
+        raise MetaplasticError(f"epochs must be a positive integer, got {epochs!r}")
+    rows = []
+    for s in seeds:
+        g = torch.Generator().manual_seed(int(s) + 0x5EED_0000)
+        rows.append(torch.cat([torch.randperm(n, generator=g) for _ in range(epochs)]))
+    return torch.stack(rows)
+
+
+def output_selector(y: torch.Tensor, pred: torch.Tensor, n_classes: int, output_rows: str,
+                    dtype) -> torch.Tensor:
+    """``[B, 2, l]``: which output rows receive column 0 and column 1 of r_o."""
+    B = y.shape[0]
+    sel = torch.zeros(B, 2, n_classes, dtype=dtype, device=y.device)
+    bi = torch.arange(B, device=y.device)
+    sel[bi, 0, y] = 1.0
+    if output_rows == "true-and-predicted":
+        sel[bi, 1, pred] += 1.0
+    else:
+        sel[:, 1, :] = 1.0
+        sel[bi, 1, y] = 0.0
+    return sel
+
+
+def graph_delta(table: torch.Tensor, codes: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """``[B, V, V]`` with entry ``scale_b * table[c_i, c_j]`` (not yet masked by G)."""
+    rows = table[codes] * scale[:, None, None]                       # [B, V, 2^T]
+    onehot = F.one_hot(codes, table.shape[1]).to(table.dtype)        # [B, V, 2^T]
+    return torch.bmm(rows, onehot.transpose(1, 2))
+
+
+def output_gain(h: torch.Tensor) -> torch.Tensor:
+    """Appendix B's ``chi``: ``h_i`` where the unit fired, 1 where it did not."""
+    return torch.where(h != 0, h, torch.ones_like(h))
+
+
+def apply_updates(nets: Networks, tables: Tables, words: torch.Tensor, y: torch.Tensor,
+                  pred: torch.Tensor, active: torch.Tensor, output_rows: str,
+                  gain: torch.Tensor | None = None) -> None:
+    """One rule update of every active network, in place (A.1 step 3).
+
+    ``gain`` ``[B, V]`` scales each unit's output update (None: 1).
+    """
+    codes = words.long()
+    dtype = nets.U.dtype
+    act = active.to(dtype)
+    if tables.graph is not None and nets.W is not None:
+        delta = graph_delta(tables.graph.to(dtype), codes, act * tables.graph_eta)
+        if tables.graph_mode == "additive":
+            nets.W.addcmul_(nets.G, delta)
+        else:  # W is zero off the graph, so the factor needs no mask
+            nets.W.mul_(delta.exp_())
+    rows = tables.output.to(dtype)[codes] * (act * tables.output_eta)[:, None, None]  # [B, V, 2]
+    if gain is not None:
+        rows = rows * gain[..., None]
+    dU = torch.bmm(rows, output_selector(y, pred, nets.U.shape[2], output_rows, dtype))
+    if tables.output_mode == "additive":
+        nets.U.add_(dU)
+    else:
+        nets.U.mul_(dU.exp_())
+
+
+class FeatureCache:
+    """Input drive of every example per network, or hidden state at T = 1.
+
+    ``x @ A`` does not depend on the plastic weights, so it is computed once in
+    blocks.  When ``B * n * V`` values exceed ``max_bytes`` it is recomputed per
+    chunk instead.
+    """
+
+    def __init__(self, nets: Networks, x: torch.Tensor, max_bytes: int, block: int = 2048):
+        c = nets.config
+        self.nets, self.x = nets, x
+        self.k, self.t1 = c.cap, c.rounds == 1
+        B, n, V = nets.batch, x.shape[0], c.vertices
+        self.data = None
+        if B * n * V * nets.A.element_size() <= max_bytes:
+            parts = [self._compute(x[i:i + block]) for i in range(0, n, block)]
+            self.data = torch.cat(parts, dim=1)
+
+    def _compute(self, xs: torch.Tensor) -> torch.Tensor:
+        P = project(xs, self.nets.A)
+        return first_round(P, self.k) if self.t1 else P
+
+    def gather(self, ex: torch.Tensor) -> torch.Tensor:
+        """Features of examples ``ex`` ``[B, m]`` -> ``[B, m, V]``."""
+        if self.data is not None:
+            bi = torch.arange(ex.shape[0], device=ex.device)[:, None]
+            return self.data[bi, ex]
+        return self._compute_batched(self.x[ex])
+
+    def _compute_batched(self, xb: torch.Tensor) -> torch.Tensor:
+        P = torch.bmm(xb, self.nets.A)
+        return first_round(P, self.k) if self.t1 else P
+
+
+def hidden_from_features(nets: Networks, feats: torch.Tensor):
+    c = nets.config
+    if c.rounds == 1:
+        return feats, (feats != 0).to(torch.uint8)
+    return run_rounds(feats, nets.W, c.cap, c.rounds)
+
+
+@torch.no_grad()
+def train_rules(nets: Networks, x: torch.Tensor, y: torch.Tensor, tables: Tables,
+                orders: torch.Tensor, scheme: Scheme = Scheme(), *, record: bool = False,
+                max_chunk: int = 256, cache_bytes: int = 2 << 30, progress=None):
+    """Train every network of ``nets`` in place by the rules (A.1), no backprop.
+
+    ``orders`` ``[B, N]`` gives each network's example sequence (indices into
+    x, y; several epochs concatenated, see :func:`data_orders`).  Returns the
+    number of online mistakes per network ``[B]`` and, with ``record=True``,
+    an :class:`UpdateRecord`.  ``progress`` is called with the number of
+    examples consumed (summed over networks) after every step.
+    """
+    c = nets.config
+    dev = nets.A.device
+    x = x.to(device=dev, dtype=nets.A.dtype)
+    y = y.to(dev)
+    orders = orders.to(dev)
+    B, N = orders.shape
+    if B != nets.batch:
+        raise MetaplasticError(f"orders has {B} rows for {nets.batch} networks")
+    if tables.output.shape != (2**c.rounds, 2):
+        raise MetaplasticError(f"output rule table must be {(2**c.rounds, 2)} at T={c.rounds}, "
+                               f"got {tuple(tables.output.shape)}")
+    if tables.graph is not None and tables.graph.shape != (2**c.rounds, 2**c.rounds):
+        raise MetaplasticError(f"graph rule table must be {(2**c.rounds, 2**c.rounds)} at "
+                               f"T={c.rounds}, got {tuple(tables.graph.shape)}")
+    cache = FeatureCache(nets, x, cache_bytes)
+    every = scheme.update_on == "all"
+    bi = torch.arange(B, device=dev)
+    pos = torch.zeros(B, dtype=torch.long, device=dev)
+    mistakes = torch.zeros(B, dtype=torch.long, device=dev)
+    valued = scheme.output_input == "value"
+    rec = ([], [], [], [], []) if record else None
+    run_avg = 4.0
+    arange = torch.arange(max(1, max_chunk), device=dev)
+    done_before = 0
+    while True:
+        lo = int(pos.min())
+        if lo >= N:
+            break
+        m = 1 if every else max(1, min(max_chunk, int(2 * run_avg + 1)))
+        idx = pos[:, None] + arange[:m]
+        valid = idx < N
+        ex = orders.gather(1, idx.clamp_max(N - 1))
+        h, words = hidden_from_features(nets, cache.gather(ex))
+        pred = torch.bmm(h, nets.U).argmax(-1)
+        yy = y[ex]
+        wrong = (pred != yy) & valid
+        if every:
+            active = valid[:, 0]
+            first = torch.zeros(B, dtype=torch.long, device=dev)
+            adv = active.long()
+        else:
+            active = wrong.any(1)
+            first = torch.where(active, wrong.byte().argmax(1), m - 1)
+            adv = torch.where(active, first + 1, valid.sum(1))
+        w_f, y_f, p_f = words[bi, first], yy[bi, first], pred[bi, first]
+        g_f = output_gain(h[bi, first]) if valued else None
+        if bool(active.any()):
+            apply_updates(nets, tables, w_f, y_f, p_f, active, scheme.output_rows, g_f)
+        mistakes += (active & (p_f != y_f)).long()
+        if rec is not None:
+            rec[0].append(w_f)
+            rec[1].append(active)
+            rec[2].append(y_f)
+            rec[3].append(p_f)
+            rec[4].append(g_f)
+        pos += adv
+        if not every:
+            run_avg = 0.7 * run_avg + 0.3 * float(adv.float().mean())
+        if progress is not None:
+            done = int(pos.clamp_max(N).sum())
+            progress(done - done_before)
+            done_before = done
+    record_out = None
+    if rec is not None:
+        V = c.vertices
+        if rec[0]:
+            record_out = UpdateRecord(*(torch.stack(r) for r in rec[:4]),
+                                      gain=torch.stack(rec[4]) if valued else None)
+        else:
+            record_out = UpdateRecord(torch.zeros(0, B, V, dtype=torch.uint8),
+                                      torch.zeros(0, B, dtype=torch.bool),
+                                      torch.zeros(0, B, dtype=torch.long),
+                                      torch.zeros(0, B, dtype=torch.long),
+                                      torch.zeros(0, B, V, dtype=nets.U.dtype) if valued else None)
+    return mistakes, record_out
+
+
+def train_gd(nets: Networks, x: torch.Tensor, y: torch.Tensor, orders: torch.Tensor, *,
+             which: str = "output", lr: float = 1e-2, batch_size: int = 10, progress=None,
+             step_callback=None) -> None:
+    """GD baselines, in place: Adam on cross-entropy of the logits (Fig. 2, A.3).
+
+    ``which="output"``: only U is trained (the rest stays as drawn, W = 0, so
+    the hidden features are fixed and computed once).  ``which="all"``: A, W
+    and U are trained through the cap (gradients flow through the kept values),
+    with A and W restricted to their masks.  The B networks are trained at
+    once; Adam is elementwise, so this equals B separate optimizers.
+    ``step_callback(examples_seen)`` is called after every step (Fig. 2 curves).
+    """
+    if which not in ("output", "all"):
+        raise MetaplasticError(f"gd must be 'output' or 'all', got {which!r}")
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise MetaplasticError(f"batch size must be a positive integer, got {batch_size!r}")
+    c = nets.config
+    dev = nets.A.device
+    x = x.to(device=dev, dtype=nets.A.dtype)
+    y = y.to(dev)
+    orders = orders.to(dev)
+    B, N = orders.shape
+    bi = torch.arange(B, device=dev)[:, None]
+    U = nets.U.detach().clone().requires_grad_(True)
+    params = [U]
+    if which == "output":
+        with torch.no_grad():
+            H = torch.cat([run_rounds(project(x[i:i + 2048], nets.A), nets.W, c.cap, c.rounds)[0]
+                           for i in range(0, x.shape[0], 2048)], dim=1)
+    else:
+        A_mask = (nets.A != 0).to(nets.A.dtype)
+        A = nets.A.detach().clone().requires_grad_(True)
+        params.append(A)
+        if nets.W is not None:
+            W = nets.W.detach().clone().requires_grad_(True)
+            params.append(W)
+    opt = torch.optim.Adam(params, lr=lr)
+    for s in range(0, N, batch_size):
+        ex = orders[:, s:s + batch_size]
+        if which == "output":
+            h = H[bi, ex]
+        else:
+            P = torch.bmm(x[ex], A * A_mask)
+            h, _ = run_rounds(P, None if nets.W is None else W * nets.G, c.cap, c.rounds)
+        logits = torch.bmm(h, U)
+        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y[ex].reshape(-1),
+                               reduction="sum") / ex.shape[1]
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if progress is not None:
+            progress(B * ex.shape[1])
+        if step_callback is not None:
+            step_callback(s + ex.shape[1])
+    with torch.no_grad():
+        nets.U.copy_(U)
+        if which == "all":
+            nets.A.copy_(A * A_mask)
+            if nets.W is not None:
+                nets.W.copy_(W * nets.G)

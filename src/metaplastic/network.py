@@ -1,0 +1,224 @@
+"""The simple RNN of paper section 2 ("Model"), with a leading ensemble dimension.
+
+Shapes (B independent networks, d inputs, V = |V| units, l labels):
+
+* ``A``  ``[B, d, V]`` input weights: a random mask (probability p) times
+  standard-normal weights, or times one (the paper's T=1* option, Table 2).
+* ``G``  ``[B, V, V]`` graph mask: edge ``i -> j`` with probability p, no
+  self-loops.  ``G[b, i, j] = 1`` means unit i feeds unit j.
+* ``W``  ``[B, V, V]`` plastic graph weights, zero off the graph;
+  ``W[b, i, j]`` is the weight of edge ``i -> j`` (pre-synaptic i,
+  post-synaptic j), so a round computes ``z = h @ W + x @ A``.
+* ``U``  ``[B, V, l]`` output weights; logits are ``h @ U``.
+
+A forward pass starts from ``h = 0`` and runs T rounds of
+``h <- cap_k(relu(h @ W + x @ A))`` (the paper's ``W h + A x``; *not* the
+``W (h + A x)`` of the paper's code).  A unit fires in a round when its capped
+value is non-zero (not merely when it is among the top k: a zero entry in the
+top k does not fire).  The round fed only by the input is round 1, so a firing
+word has exactly T bits (first round = most significant bit, see
+:mod:`metaplastic.rules`).  The network returns logits; softmax appears only
+inside losses.
+
+Cap ties are broken towards the lower unit index: among entries equal to the
+k-th largest value, the ones with the smallest indices are kept.  This is
+deterministic and independent of the device and of the ``topk`` kernel.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+from .errors import MetaplasticError
+from .rules import check_rounds
+
+INPUT_WEIGHTS = ("normal", "ones")
+
+
+@dataclass(frozen=True)
+class NetworkConfig:
+    """Architecture of a simple RNN (section 2; A.2 uses |V|=100/1000, k=|V|/2, p=0.5)."""
+
+    d: int
+    n_classes: int
+    vertices: int = 1000
+    cap: int = 500
+    rounds: int = 1
+    p: float = 0.5
+    input_weights: str = "normal"
+
+    def __post_init__(self):
+        def posint(name, v):
+            if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
+                raise MetaplasticError(f"{name} must be a positive integer, got {v!r}")
+        posint("input dimension d", self.d)
+        posint("vertices |V|", self.vertices)
+        if not isinstance(self.n_classes, int) or self.n_classes < 2:
+            raise MetaplasticError(f"need at least 2 classes, got {self.n_classes!r}")
+        if not isinstance(self.cap, int) or isinstance(self.cap, bool) or not 0 < self.cap < self.vertices:
+            raise MetaplasticError(
+                f"cap k must satisfy 0 < k < |V| = {self.vertices}, got {self.cap!r}")
+        check_rounds(self.rounds)
+        if not isinstance(self.p, (int, float)) or not 0 < self.p <= 1:
+            raise MetaplasticError(f"edge probability p must be in (0, 1], got {self.p!r}")
+        if self.input_weights not in INPUT_WEIGHTS:
+            raise MetaplasticError(
+                f"input weights must be one of {INPUT_WEIGHTS}, got {self.input_weights!r}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class Networks:
+    """State of B networks.  Plain tensors; functions below are pure."""
+
+    config: NetworkConfig
+    A: torch.Tensor
+    G: torch.Tensor | None  # None at T = 1 (the graph never influences the output)
+    W: torch.Tensor | None
+    U: torch.Tensor
+
+    @property
+    def batch(self) -> int:
+        return self.A.shape[0]
+
+    def member(self, b: int) -> "Networks":
+        """Network b of the ensemble, as an ensemble of one (views, no copy)."""
+        sl = slice(b, b + 1)
+        return Networks(self.config, self.A[sl], None if self.G is None else self.G[sl],
+                        None if self.W is None else self.W[sl], self.U[sl])
+
+    def clone(self) -> "Networks":
+        c = lambda t: None if t is None else t.clone()  # noqa: E731
+        return Networks(self.config, c(self.A), c(self.G), c(self.W), c(self.U))
+
+
+def init_networks(config: NetworkConfig, seeds, *, mode: str = "additive",
+                  dtype=torch.float32, device="cpu") -> Networks:
+    """Draw one network per seed (member b uses ``torch.Generator().manual_seed(seeds[b])``).
+
+    So member b of an ensemble is exactly the network a single run with seed
+    ``seeds[b]`` draws.  Plastic weights start at 0 (additive) or 1 on the
+    graph's edges and on U (multiplicative), as in A.1 step 1.
+    """
+    seeds = [int(s) for s in seeds]
+    if not seeds:
+        raise MetaplasticError("need at least one network (ensemble size B >= 1)")
+    c = config
+    As, Gs = [], []
+    for s in seeds:
+        g = torch.Generator().manual_seed(s)
+        mask = torch.rand(c.d, c.vertices, generator=g) < c.p
+        weights = torch.randn(c.d, c.vertices, generator=g, dtype=torch.float64)
+        if c.input_weights == "ones":
+            weights = torch.ones_like(weights)
+        As.append(weights * mask)
+        if c.rounds > 1:
+            gm = torch.rand(c.vertices, c.vertices, generator=g) < c.p
+            gm.fill_diagonal_(False)
+            Gs.append(gm)
+    A = torch.stack(As).to(dtype=dtype, device=device)
+    start = 0.0 if mode == "additive" else 1.0
+    G = W = None
+    if c.rounds > 1:
+        G = torch.stack(Gs).to(dtype=dtype, device=device)
+        W = G * start
+    U = torch.full((len(seeds), c.vertices, c.n_classes), start, dtype=dtype, device=device)
+    return Networks(c, A, G, W, U)
+
+
+def cap(z: torch.Tensor, k: int) -> torch.Tensor:
+    """``cap_k``: keep the k largest entries of the last dimension, zero the rest.
+
+    Ties at the k-th largest value go to the lowest indices.  Gradients flow
+    through the kept values (the selection itself is piecewise constant).
+    """
+    kth = z.detach().topk(k, dim=-1, sorted=False).values.amin(dim=-1, keepdim=True)
+    zd = z.detach()
+    above = zd > kth
+    tied = zd == kth
+    need = k - above.sum(dim=-1, keepdim=True)
+    keep = above | (tied & (tied.cumsum(dim=-1) <= need))
+    return z * keep
+
+
+def project(x: torch.Tensor, A: torch.Tensor) -> torch.Tensor:
+    """Input drive ``x @ A``: x ``[B, m, d]`` (or ``[m, d]`` shared) -> ``[B, m, V]``."""
+    if x.dim() == 2:
+        return torch.matmul(x, A)  # broadcasts [m, d] @ [B, d, V]
+    return torch.bmm(x, A)
+
+
+def first_round(P: torch.Tensor, k: int) -> torch.Tensor:
+    """Round 1 from ``h = 0``: ``cap_k(relu(x @ A))``."""
+    return cap(torch.relu(P), k)
+
+
+def run_rounds(P: torch.Tensor, W: torch.Tensor | None, k: int, rounds: int,
+               h1: torch.Tensor | None = None):
+    """T rounds from the input drive ``P`` ``[B, m, V]``.
+
+    Returns the final hidden state ``[B, m, V]`` and the firing words
+    ``[B, m, V]`` (uint8).  ``h1`` may pass a precomputed first round.
+    """
+    h = first_round(P, k) if h1 is None else h1
+    words = (h != 0).to(torch.uint8)
+    for _ in range(rounds - 1):
+        h = cap(torch.relu(torch.bmm(h, W) + P), k)
+        words = (words << 1) | (h != 0).to(torch.uint8)
+    return h, words
+
+
+def forward(nets: Networks, x: torch.Tensor):
+    """Logits ``[B, m, l]`` and firing words ``[B, m, V]`` for inputs x."""
+    c = nets.config
+    h, words = run_rounds(project(x.to(nets.A.dtype), nets.A), nets.W, c.cap, c.rounds)
+    return torch.bmm(h, nets.U), words
+
+
+@torch.no_grad()
+def predict(nets: Networks, x: torch.Tensor, batch_size: int = 2048) -> torch.Tensor:
+    """Predicted labels ``[B, n]`` (argmax of the logits; ties to the lower label)."""
+    out = [forward(nets, x[i:i + batch_size])[0].argmax(-1) for i in range(0, x.shape[0], batch_size)]
+    return torch.cat(out, dim=1)
+
+
+def accuracy(nets: Networks, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Accuracy of each network ``[B]``."""
+    return (predict(nets, x) == y.to(nets.A.device)).double().mean(dim=1)
+
+
+class SimpleRNN(nn.Module):
+    """One trained network as an ordinary module: flat inputs ``[N, d]`` -> logits ``[N, l]``.
+
+    Thin wrapper over the pure functions above (member ``b`` of an ensemble).
+    Gradients with respect to the input flow through the cap's kept values.
+    """
+
+    def __init__(self, nets: Networks, b: int = 0):
+        super().__init__()
+        one = nets.member(b)
+        self.config = nets.config
+        self.register_buffer("A", one.A[0].clone())
+        self.register_buffer("W", None if one.W is None else one.W[0].clone())
+        self.register_buffer("U", one.U[0].clone())
+
+    def networks(self) -> Networks:
+        W = None if self.W is None else self.W[None]
+        return Networks(self.config, self.A[None], None if W is None else (W != 0).to(W.dtype), W,
+                        self.U[None])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        c = self.config
+        P = (x.to(self.A.dtype) @ self.A)[None]
+        h, _ = run_rounds(P, None if self.W is None else self.W[None], c.cap, c.rounds)
+        return (h @ self.U)[0]
+
+    def firing_words(self, x: torch.Tensor) -> torch.Tensor:
+        c = self.config
+        P = (x.to(self.A.dtype) @ self.A)[None]
+        return run_rounds(P, None if self.W is None else self.W[None], c.cap, c.rounds)[1][0]
