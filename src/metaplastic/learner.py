@@ -32,6 +32,15 @@ How it is fast while staying exact
     at T = 1 the whole hidden state is); every loop carries the ensemble
     dimension B.
 
+    Bit-for-bit reproducibility: a matrix product's rounding can depend on its
+    shape (MKL uses a different kernel for one row than for several, and in
+    float64 for 2 rows than for 3).  Chunks therefore always hold at least two
+    rows, and at most :data:`MAX_CHUNK` ``[dtype]`` rows, sizes for which every
+    row is computed exactly as it would be alone in a 2-row chunk.  So the
+    hidden values (which enter the output update through the gain) and every
+    decision are independent of the chunking and of the ensemble size, and an
+    ensemble equals separate runs bit for bit (tests/test_learner.py).
+
 The loop can record, per update, each network's firing words (one byte per
 unit), whether it updated, the label and the prediction: all that the
 count-replay meta-gradient needs (:class:`UpdateRecord`).
@@ -50,6 +59,9 @@ from .network import Networks, first_round, project, run_rounds
 UPDATE_ON = ("misclassified", "all")
 OUTPUT_ROWS = ("true-and-predicted", "all")
 OUTPUT_INPUT = ("value", "bit")
+# Largest speculative chunk per dtype (see the module docstring): float64 GEMMs
+# of 2 and 3 rows round differently, float32 ones agree from 2 to 191 rows.
+MAX_CHUNK = {torch.float32: 128, torch.float64: 2}
 
 
 @dataclass(frozen=True)
@@ -231,7 +243,7 @@ def hidden_from_features(nets: Networks, feats: torch.Tensor):
 @torch.no_grad()
 def train_rules(nets: Networks, x: torch.Tensor, y: torch.Tensor, tables: Tables,
                 orders: torch.Tensor, scheme: Scheme = Scheme(), *, record: bool = False,
-                max_chunk: int = 256, cache_bytes: int = 2 << 30, progress=None):
+                max_chunk: int | None = None, cache_bytes: int = 2 << 30, progress=None):
     """Train every network of ``nets`` in place by the rules (A.1), no backprop.
 
     ``orders`` ``[B, N]`` gives each network's example sequence (indices into
@@ -254,6 +266,9 @@ def train_rules(nets: Networks, x: torch.Tensor, y: torch.Tensor, tables: Tables
     if tables.graph is not None and tables.graph.shape != (2**c.rounds, 2**c.rounds):
         raise MetaplasticError(f"graph rule table must be {(2**c.rounds, 2**c.rounds)} at "
                                f"T={c.rounds}, got {tuple(tables.graph.shape)}")
+    if max_chunk is None:
+        max_chunk = MAX_CHUNK.get(nets.A.dtype, 2)
+    max_chunk = max(2, max_chunk)
     cache = FeatureCache(nets, x, cache_bytes)
     every = scheme.update_on == "all"
     bi = torch.arange(B, device=dev)
@@ -262,13 +277,15 @@ def train_rules(nets: Networks, x: torch.Tensor, y: torch.Tensor, tables: Tables
     valued = scheme.output_input == "value"
     rec = ([], [], [], [], []) if record else None
     run_avg = 4.0
-    arange = torch.arange(max(1, max_chunk), device=dev)
+    arange = torch.arange(max_chunk, device=dev)
     done_before = 0
     while True:
         lo = int(pos.min())
         if lo >= N:
             break
-        m = 1 if every else max(1, min(max_chunk, int(2 * run_avg + 1)))
+        # at least 2 rows (see the module docstring); in the update-on-all
+        # scheme only the first row is used
+        m = 2 if every else max(2, min(max_chunk, int(2 * run_avg + 1)))
         idx = pos[:, None] + arange[:m]
         valid = idx < N
         ex = orders.gather(1, idx.clamp_max(N - 1))

@@ -143,7 +143,7 @@ class TableRule(Rule):
 
     @classmethod
     def from_factors(cls, kind, rounds, factors, eta=1e-2, **kw) -> "TableRule":
-        f = torch.as_tensor(factors, dtype=kw.get("dtype", torch.float32))
+        f = torch.as_tensor(factors, dtype=torch.float64)
         if (f <= 0).any():
             raise MetaplasticError("multiplicative factors must be positive")
         return cls(kind, rounds, "multiplicative", eta, values=f.log(), **kw)
@@ -233,13 +233,13 @@ def hebb_table(rounds: int) -> torch.Tensor:
     return ((w[:, None] & w[None, :]) != 0).float()
 
 
-def perceptron_rule(rounds: int = 1, eta: float = 1e-2) -> TableRule:
-    return TableRule("output", rounds, "additive", eta, values=perceptron_table(rounds))
+def perceptron_rule(rounds: int = 1, eta: float = 1e-2, dtype=torch.float32) -> TableRule:
+    return TableRule("output", rounds, "additive", eta, values=perceptron_table(rounds), dtype=dtype)
 
 
-def winnow_rule(rounds: int = 1, eta: float = 1e-2) -> TableRule:
-    return TableRule.from_factors("output", rounds, winnow_factors(rounds), eta)
+def winnow_rule(rounds: int = 1, eta: float = 1e-2, dtype=torch.float32) -> TableRule:
+    return TableRule.from_factors("output", rounds, winnow_factors(rounds).double(), eta, dtype=dtype)
 
 
-def hebb_rule(rounds: int, eta: float = 1e-2) -> TableRule:
-    return TableRule("graph", rounds, "additive", eta, values=hebb_table(rounds))
+def hebb_rule(rounds: int, eta: float = 1e-2, dtype=torch.float32) -> TableRule:
+    return TableRule("graph", rounds, "additive", eta, values=hebb_table(rounds), dtype=dtype)

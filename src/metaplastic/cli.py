@@ -1,0 +1,175 @@
+"""The ``metaplastic`` command line.
+
+    metaplastic train [flags]        train simple RNNs with plasticity rules (or GD)
+    metaplastic data fetch|verify    get / check MNIST and Fashion-MNIST
+
+Errors in the user's input print one line ``error: ...`` and exit with 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+
+from .errors import MetaplasticError
+
+
+def _positive_int(s: str) -> int:
+    try:
+        v = int(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {s!r}") from None
+    if v <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {s!r}")
+    return v
+
+
+def _int(s: str) -> int:
+    try:
+        return int(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {s!r}") from None
+
+
+def _finite(s: str) -> float:
+    try:
+        v = float(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {s!r}") from None
+    if not math.isfinite(v):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {s!r}")
+    return v
+
+
+def add_network_args(p: argparse.ArgumentParser, vertices=100, cap=50, rounds=1) -> None:
+    g = p.add_argument_group("network (paper section 2)")
+    g.add_argument("--vertices", type=_int, default=vertices, help="|V|, units in the graph (default %(default)s)")
+    g.add_argument("--cap", type=_int, default=cap, help="k, units kept by the cap (default %(default)s)")
+    g.add_argument("--rounds", type=_int, default=rounds, help="T, rounds per example (default %(default)s)")
+    g.add_argument("--p", type=_finite, default=0.5, help="edge and input-mask probability (default %(default)s)")
+    g.add_argument("--input-weights", choices=["normal", "ones"], default="normal",
+                   help="input weights on the mask: standard normal, or all ones (Table 2's T=1*)")
+
+
+def add_data_args(p: argparse.ArgumentParser, dataset="halfspace") -> None:
+    g = p.add_argument_group("data (section 2, A.2)")
+    g.add_argument("--dataset", default=dataset,
+                   help="halfspace, relu1, relu2, rnn, mnist, fashion-mnist, or PATH.npz (default %(default)s)")
+    g.add_argument("--n-train", type=_positive_int, default=10000, help="training examples (default %(default)s)")
+    g.add_argument("--n-test", type=_positive_int, default=10000, help="test examples (default %(default)s)")
+    g.add_argument("--data-dir", default=None, help="MNIST/Fashion-MNIST folder (default: $METAPLASTIC_DATA or the user cache)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="metaplastic", description=__doc__.split("\n\n")[0])
+    from . import __version__
+    ap.add_argument("--version", action="version", version=f"metaplastic {__version__}")
+    sub = ap.add_subparsers(dest="command", metavar="COMMAND")
+
+    t = sub.add_parser("train", help="train simple RNNs with plasticity rules or GD",
+                       description="Train B simple RNNs with plasticity rules, without backpropagation "
+                                   "(paper A.1), or with Adam (--gd), and report accuracy.")
+    add_data_args(t)
+    add_network_args(t)
+    r = t.add_argument_group("rules and schemes (section 2, A.1, A.4)")
+    r.add_argument("--graph-rule", default="none", help="none, hebb, or a rule FILE (default %(default)s)")
+    r.add_argument("--output-rule", default="perceptron", help="perceptron, winnow, or a rule FILE (default %(default)s)")
+    r.add_argument("--update-on", choices=["misclassified", "all"], default="misclassified")
+    r.add_argument("--output-rows", choices=["true-and-predicted", "all"], default="true-and-predicted")
+    r.add_argument("--output-input", choices=["value", "bit"], default="value",
+                   help="scale output updates of fired units by their value (appendix B, default) or not")
+    r.add_argument("--eta", type=_finite, default=None, help="step size (default: the rule's own, 0.01)")
+    r.add_argument("--epochs", type=_positive_int, default=1)
+    r.add_argument("--gd", choices=["none", "output", "all"], default="none",
+                   help="train with Adam instead: output weights only, or all weights through the cap")
+    r.add_argument("--gd-lr", type=_finite, default=1e-2)
+    r.add_argument("--gd-batch", type=_positive_int, default=10)
+    e = t.add_argument_group("execution")
+    e.add_argument("--ensemble", type=_positive_int, default=1, help="B networks trained at once (seeds seed..seed+B-1)")
+    e.add_argument("--seed", type=_int, default=0)
+    e.add_argument("--device", default="cpu", help="cpu or cuda (default %(default)s)")
+    e.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    e.add_argument("--threads", type=_positive_int, default=None, help="CPU threads for torch")
+    e.add_argument("--out", default=None, help="folder to write config.json, results.json and networks.pt")
+    e.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    e.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+
+    d = sub.add_parser("data", help="fetch or verify MNIST and Fashion-MNIST")
+    dsub = d.add_subparsers(dest="data_command", metavar="ACTION")
+    f = dsub.add_parser("fetch", help="download the IDX files (SHA-256 checked)")
+    f.add_argument("names", nargs="*", default=["mnist", "fashion-mnist"])
+    f.add_argument("--data-dir", default=None)
+    v = dsub.add_parser("verify", help="check the IDX files present")
+    v.add_argument("--data-dir", default=None)
+    v.add_argument("--json", action="store_true")
+    return ap
+
+
+def cmd_train(args) -> int:
+    from .runner import TrainJob, run_train
+    job = TrainJob(dataset=args.dataset, n_train=args.n_train, n_test=args.n_test,
+                   vertices=args.vertices, cap=args.cap, rounds=args.rounds, p=args.p,
+                   input_weights=args.input_weights, graph_rule=args.graph_rule,
+                   output_rule=args.output_rule, update_on=args.update_on,
+                   output_rows=args.output_rows, output_input=args.output_input, eta=args.eta,
+                   epochs=args.epochs, ensemble=args.ensemble, seed=args.seed, gd=args.gd,
+                   gd_lr=args.gd_lr, gd_batch=args.gd_batch, device=args.device, dtype=args.dtype,
+                   data_dir=args.data_dir, threads=args.threads)
+    res = run_train(job, progress=not args.no_progress, out=args.out)
+    if args.json:
+        print(json.dumps(res))
+    else:
+        te = res["test_accuracy_per_network"]
+        spread = f" (std {res['test_accuracy_std']:.4f}, min {min(te):.4f}, max {max(te):.4f})" if len(te) > 1 else ""
+        print(f"{res['dataset']['name']}: train accuracy {res['train_accuracy']:.4f}, "
+              f"test accuracy {res['test_accuracy']:.4f}{spread}")
+        print(f"{res['examples']} example-networks in {res['seconds']:.2f} s "
+              f"({res['examples_per_second']:.0f}/s)")
+        if args.out:
+            print(f"wrote {args.out}/results.json")
+    return 0
+
+
+def cmd_data(args) -> int:
+    from . import data
+    if args.data_command == "fetch":
+        rows = data.fetch(tuple(args.names), root=args.data_dir)
+        for r in rows:
+            print(f"{r.get('status', '?'):8s} {r.get('path', '')}")
+        return 0
+    if args.data_command == "verify":
+        rows = data.verify(args.data_dir)
+        if args.json:
+            print(json.dumps(rows))
+        else:
+            for r in rows:
+                note = f"  ({r['note']})" if r.get("note") else ""
+                print(f"{r['status']:8s} {r['dataset']}/{r['file']}{note}")
+        return 0 if all(r["status"] == "ok" for r in rows) else 1
+    print("usage: metaplastic data {fetch,verify}", file=sys.stderr)
+    return 2
+
+
+COMMANDS = {"train": cmd_train, "data": cmd_data}
+
+
+def main(argv=None) -> int:
+    ap = build_parser()
+    args = ap.parse_args(argv)
+    if args.command is None:
+        ap.print_help()
+        return 2
+    try:
+        return COMMANDS[args.command](args)
+    except MetaplasticError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,194 @@
+"""Files: rule files (JSON with a checksum), atomic writes, saved networks.
+
+Rule file format (``"format": "metaplastic-rule", "version": 1``)::
+
+    kind        "graph" | "output"
+    rounds      T
+    bit_order   "first-round-msb" (see metaplastic.rules)
+    mode        "additive" | "multiplicative"
+    eta         step size
+    param_kind  "table" | "mlp"
+    parameters  table: {"values": [[...]]} in the linear domain (log factors
+                for a multiplicative rule); mlp: {"hidden", "w1", "b1", "w2", "b2"}
+    table       the materialized table a person reads (increments, or factors
+                for a multiplicative rule), rows indexed by firing word
+    meta        free-form provenance (command, dataset, ...)
+    sha256      SHA-256 of the canonical JSON of every other field
+
+Floats are written with Python's shortest round-trip repr, so a rule loads
+back bit for bit.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from importlib import resources
+from pathlib import Path
+
+import torch
+
+from .errors import MetaplasticError
+from .rules import (BIT_ORDER, MLPRule, Rule, TableRule, hebb_rule, perceptron_rule,
+                    winnow_rule)
+
+FORMAT = "metaplastic-rule"
+VERSION = 1
+
+
+def atomic_write_text(path, text: str) -> None:
+    """Write a file so that a crash leaves either the old or the new content."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_torch_save(obj, path) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.close(fd)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def write_json(path, obj) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def _canonical(doc: dict) -> bytes:
+    body = {k: v for k, v in doc.items() if k != "sha256"}
+    return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+
+
+def _tolist(t: torch.Tensor):
+    return t.detach().to(torch.float64).cpu().tolist()
+
+
+def rule_to_dict(rule: Rule, meta: dict | None = None) -> dict:
+    if isinstance(rule, TableRule):
+        params = {"values": _tolist(rule.values)}
+    elif isinstance(rule, MLPRule):
+        params = {"hidden": rule.hidden, "w1": _tolist(rule.w1), "b1": _tolist(rule.b1),
+                  "w2": _tolist(rule.w2), "b2": _tolist(rule.b2)}
+    else:
+        raise MetaplasticError(f"cannot save a rule of type {type(rule).__name__}")
+    doc = {"format": FORMAT, "version": VERSION, "kind": rule.kind, "rounds": rule.rounds,
+           "bit_order": BIT_ORDER, "mode": rule.mode, "eta": rule.eta,
+           "param_kind": rule.param_kind, "parameters": params,
+           "table": _tolist(rule.factors()), "meta": meta or {}}
+    doc["sha256"] = hashlib.sha256(_canonical(doc)).hexdigest()
+    return doc
+
+
+def save_rule(rule: Rule, path, meta: dict | None = None) -> dict:
+    doc = rule_to_dict(rule, meta)
+    atomic_write_text(path, json.dumps(doc, indent=1) + "\n")
+    return doc
+
+
+def rule_from_dict(doc: dict, where: str = "rule", dtype=torch.float32) -> Rule:
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+        raise MetaplasticError(f"{where}: not a metaplastic rule file (no \"format\": \"{FORMAT}\")")
+    if doc.get("version") != VERSION:
+        raise MetaplasticError(f"{where}: unsupported rule file version {doc.get('version')!r}")
+    if "sha256" in doc and hashlib.sha256(_canonical(doc)).hexdigest() != doc["sha256"]:
+        raise MetaplasticError(f"{where}: checksum mismatch: the file was edited or damaged "
+                               "(remove the sha256 field to accept a hand-edited rule)")
+    if doc.get("bit_order", BIT_ORDER) != BIT_ORDER:
+        raise MetaplasticError(f"{where}: bit order {doc.get('bit_order')!r} is not {BIT_ORDER!r}")
+    try:
+        kind, rounds, mode, eta = doc["kind"], doc["rounds"], doc["mode"], doc["eta"]
+        params = doc["parameters"]
+        if doc["param_kind"] == "table":
+            return TableRule(kind, rounds, mode, eta, values=torch.tensor(params["values"], dtype=dtype),
+                             dtype=dtype)
+        if doc["param_kind"] == "mlp":
+            rule = MLPRule(kind, rounds, mode, eta, hidden=params["hidden"], dtype=dtype)
+            with torch.no_grad():
+                for name in ("w1", "b1", "w2", "b2"):
+                    value = torch.tensor(params[name], dtype=dtype)
+                    target = getattr(rule, name)
+                    if value.shape != target.shape:
+                        raise MetaplasticError(f"{where}: MLP parameter {name} has shape "
+                                               f"{tuple(value.shape)}, expected {tuple(target.shape)}")
+                    target.copy_(value)
+            return rule
+        raise MetaplasticError(f"{where}: unknown param_kind {doc['param_kind']!r}")
+    except KeyError as e:
+        raise MetaplasticError(f"{where}: missing field {e.args[0]!r}") from None
+    except (TypeError, ValueError) as e:
+        if isinstance(e, MetaplasticError):
+            raise
+        raise MetaplasticError(f"{where}: malformed rule file ({e})") from None
+
+
+def load_rule(path, dtype=torch.float32) -> Rule:
+    path = Path(path)
+    if not path.is_file():
+        raise MetaplasticError(f"rule file {path} does not exist")
+    try:
+        doc = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise MetaplasticError(f"rule file {path} is not valid JSON ({e})") from None
+    return rule_from_dict(doc, str(path), dtype)
+
+
+# ---------------------------------------------------------------------------
+# Classic rules shipped inside the package (metaplastic/classic/*.json).
+# ---------------------------------------------------------------------------
+
+CLASSIC_BUILDERS = {"perceptron": perceptron_rule, "winnow": winnow_rule, "hebb": hebb_rule}
+SHIPPED_ROUNDS = {"perceptron": (1, 2, 3), "winnow": (1, 2, 3), "hebb": (2, 3)}
+
+
+def classic_filename(name: str, rounds: int) -> str:
+    return f"{name}-T{rounds}.json"
+
+
+def classic_rule(name: str, rounds: int, eta: float = 1e-2, dtype=torch.float32) -> Rule:
+    """A classic rule: from the shipped file when there is one, else built."""
+    if name not in CLASSIC_BUILDERS:
+        raise MetaplasticError(f"unknown classic rule {name!r}; choose from {sorted(CLASSIC_BUILDERS)}")
+    if name == "hebb" and rounds < 2:
+        raise MetaplasticError("a graph rule needs T >= 2 (at T = 1 the graph never influences the output)")
+    fname = classic_filename(name, rounds)
+    ref = resources.files("metaplastic").joinpath("classic", fname)
+    if ref.is_file():
+        rule = rule_from_dict(json.loads(ref.read_text()), f"shipped {fname}", dtype)
+    else:
+        rule = CLASSIC_BUILDERS[name](rounds, dtype=dtype)
+    rule.eta = float(eta)
+    return rule
+
+
+def resolve_rule(spec: str, kind: str, rounds: int, eta: float | None, dtype=torch.float32):
+    """A rule from a CLI spec: a classic name or a rule file path."""
+    if spec in CLASSIC_BUILDERS:
+        rule = classic_rule(spec, rounds, 1e-2 if eta is None else eta, dtype)
+    else:
+        rule = load_rule(spec, dtype)
+        if eta is not None:
+            rule.eta = float(eta)
+    if rule.kind != kind:
+        raise MetaplasticError(f"{spec} is a {rule.kind} rule, but a {kind} rule is needed here")
+    if rule.rounds != rounds:
+        raise MetaplasticError(f"{spec} is a rule for T={rule.rounds}, but the network has T={rounds}")
+    return rule

@@ -1,0 +1,178 @@
+"""One training job, from a config dataclass to a results dict (``metaplastic train``).
+
+Seeds: the dataset is drawn from ``seed``; ensemble member b uses seed
+``seed + b`` for its masks, weights and data order, so member b of an
+ensemble is exactly the single run with ``--seed seed+b`` on the same data.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from .errors import MetaplasticError
+from .io import atomic_torch_save, resolve_rule, write_json
+from .learner import Scheme, Tables, data_orders, train_gd, train_rules
+from .network import NetworkConfig, Networks, accuracy, init_networks
+
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+GD_CHOICES = ("none", "output", "all")
+
+
+@dataclass
+class TrainJob:
+    dataset: str = "halfspace"
+    n_train: int = 10000
+    n_test: int = 10000
+    vertices: int = 100
+    cap: int = 50
+    rounds: int = 1
+    p: float = 0.5
+    input_weights: str = "normal"
+    graph_rule: str = "none"
+    output_rule: str = "perceptron"
+    update_on: str = "misclassified"
+    output_rows: str = "true-and-predicted"
+    output_input: str = "value"
+    eta: float | None = None
+    epochs: int = 1
+    ensemble: int = 1
+    seed: int = 0
+    gd: str = "none"
+    gd_lr: float = 1e-2
+    gd_batch: int = 10
+    device: str = "cpu"
+    dtype: str = "float32"
+    data_dir: str | None = None
+    threads: int | None = None
+
+    def validate(self) -> None:
+        if not isinstance(self.ensemble, int) or self.ensemble < 1:
+            raise MetaplasticError(f"ensemble size must be a positive integer, got {self.ensemble!r}")
+        if self.gd not in GD_CHOICES:
+            raise MetaplasticError(f"--gd must be one of {GD_CHOICES}, got {self.gd!r}")
+        if self.dtype not in DTYPES:
+            raise MetaplasticError(f"dtype must be one of {tuple(DTYPES)}, got {self.dtype!r}")
+        if self.eta is not None and not (self.eta > 0 and self.eta < float("inf")):
+            raise MetaplasticError(f"eta must be a positive finite number, got {self.eta!r}")
+        if not isinstance(self.gd_lr, (int, float)) or not self.gd_lr > 0:
+            raise MetaplasticError(f"GD learning rate must be positive, got {self.gd_lr!r}")
+        Scheme(self.update_on, self.output_rows, self.output_input)
+
+
+def resolve_device(name: str) -> torch.device:
+    try:
+        dev = torch.device(name)
+    except RuntimeError:
+        raise MetaplasticError(f"unknown device {name!r} (use cpu, cuda or cuda:N)") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise MetaplasticError("--device cuda was asked for, but this PyTorch build sees no CUDA GPU")
+    if dev.type not in ("cpu", "cuda"):
+        raise MetaplasticError(f"device {name!r} is not supported (use cpu or cuda)")
+    return dev
+
+
+def make_progress(total: int, desc: str, enabled: bool):
+    """A tqdm bar on stderr that appears only for work longer than ~2 s."""
+    if not enabled:
+        return None, lambda: None
+    from tqdm import tqdm
+    bar = tqdm(total=total, desc=desc, unit="ex", unit_scale=True, file=sys.stderr,
+               delay=2.0, mininterval=0.5, leave=False)
+    return bar.update, bar.close
+
+
+def run_train(job: TrainJob, *, progress: bool = True, out: str | Path | None = None) -> dict:
+    """Train ``job.ensemble`` networks and evaluate them; see ``metaplastic train --help``."""
+    from .data import load_dataset
+
+    job.validate()
+    dev = resolve_device(job.device)
+    dtype = DTYPES[job.dtype]
+    if job.threads:
+        torch.set_num_threads(job.threads)
+    data = load_dataset(job.dataset, n_train=job.n_train, n_test=job.n_test, seed=job.seed,
+                        data_dir=job.data_dir)
+    cfg = NetworkConfig(d=data.dim, n_classes=data.n_classes, vertices=job.vertices, cap=job.cap,
+                        rounds=job.rounds, p=job.p, input_weights=job.input_weights)
+    seeds = [job.seed + b for b in range(job.ensemble)]
+    scheme = Scheme(job.update_on, job.output_rows, job.output_input)
+    out_rule = graph_rule = None
+    mode = "additive"
+    if job.gd == "none":
+        out_rule = resolve_rule(job.output_rule, "output", job.rounds, job.eta, dtype)
+        mode = out_rule.mode
+        if job.graph_rule != "none":
+            if job.rounds == 1:
+                raise MetaplasticError("a graph rule needs --rounds >= 2: at T = 1 the graph "
+                                       "never influences the output")
+            graph_rule = resolve_rule(job.graph_rule, "graph", job.rounds, job.eta, dtype)
+            if graph_rule.mode != mode:
+                raise MetaplasticError("the graph and output rules must both be additive or both "
+                                       "multiplicative (weights start at 0 or at 1 for both)")
+    nets = init_networks(cfg, seeds, mode=mode, dtype=dtype, device=dev)
+    n = data.x_train.shape[0]
+    orders = data_orders(n, job.epochs, seeds)
+    step, close = make_progress(job.ensemble * orders.shape[1], "train", progress)
+    t0 = time.perf_counter()
+    mistakes = None
+    try:
+        if job.gd == "none":
+            with torch.no_grad():
+                tables = Tables.from_rules(out_rule, graph_rule)
+            mistakes, _ = train_rules(nets, data.x_train, data.y_train, tables, orders, scheme,
+                                      progress=step)
+        else:
+            train_gd(nets, data.x_train, data.y_train, orders, which=job.gd, lr=job.gd_lr,
+                     batch_size=job.gd_batch, progress=step)
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+    finally:
+        close()
+    seconds = time.perf_counter() - t0
+    tr = accuracy(nets, data.x_train.to(dev, dtype), data.y_train)
+    te = accuracy(nets, data.x_test.to(dev, dtype), data.y_test)
+    examples = job.ensemble * orders.shape[1]
+    result = {
+        "train_accuracy": float(tr.mean()),
+        "test_accuracy": float(te.mean()),
+        "train_accuracy_std": float(tr.std()) if job.ensemble > 1 else 0.0,
+        "test_accuracy_std": float(te.std()) if job.ensemble > 1 else 0.0,
+        "train_accuracy_per_network": tr.tolist(),
+        "test_accuracy_per_network": te.tolist(),
+        "online_mistakes_per_network": None if mistakes is None else mistakes.tolist(),
+        "seconds": seconds,
+        "examples_per_second": examples / seconds if seconds > 0 else float("inf"),
+        "examples": examples,
+        "dataset": {"name": data.name, "n_train": n, "n_test": int(data.x_test.shape[0]),
+                    "dim": data.dim, "n_classes": data.n_classes},
+        "config": asdict(job),
+        "network": cfg.to_dict(),
+        "seeds": seeds,
+    }
+    if out is not None:
+        out = Path(out)
+        write_json(out / "config.json", asdict(job))
+        atomic_torch_save(networks_state(nets), out / "networks.pt")
+        write_json(out / "results.json", result)
+    return result
+
+
+def networks_state(nets: Networks) -> dict:
+    return {"config": nets.config.to_dict(), "A": nets.A.cpu(), "G": None if nets.G is None else nets.G.cpu(),
+            "W": None if nets.W is None else nets.W.cpu(), "U": nets.U.cpu()}
+
+
+def load_networks(path) -> Networks:
+    """Networks saved by ``metaplastic train --out DIR`` (``DIR/networks.pt``)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "networks.pt"
+    if not path.is_file():
+        raise MetaplasticError(f"no saved networks at {path}")
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    return Networks(NetworkConfig(**state["config"]), state["A"], state["G"], state["W"], state["U"])

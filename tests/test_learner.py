@@ -1,0 +1,164 @@
+"""Rule-based training (A.1, A.4): the fast chunked loop equals the one-at-a-time loop."""
+
+import pytest
+import torch
+
+from conftest import halfspace
+from metaplastic.learner import Scheme, Tables, data_orders, train_gd, train_rules
+from metaplastic.network import NetworkConfig, accuracy, cap, init_networks
+from metaplastic.rules import hebb_rule, perceptron_rule, winnow_rule
+
+
+def reference_train(nets, x, y, tables, orders, scheme):
+    """Plain per-example loop written from the paper's text, one network at a time."""
+    c = nets.config
+    for b in range(nets.batch):
+        A, U = nets.A[b], nets.U[b]
+        W = None if nets.W is None else nets.W[b]
+        G = None if nets.G is None else nets.G[b]
+        for t in orders[b].tolist():
+            drive = x[t] @ A
+            h = torch.zeros(c.vertices, dtype=x.dtype)
+            bits = []
+            for r in range(c.rounds):
+                z = torch.relu((h @ W if r > 0 else 0) + drive)
+                h = cap(z, c.cap)
+                bits.append((h != 0).long())
+            code = sum(bit << (c.rounds - 1 - r) for r, bit in enumerate(bits))
+            pred = int((h @ U).argmax())
+            if scheme.update_on == "misclassified" and pred == int(y[t]):
+                continue
+            if tables.graph is not None and W is not None:
+                d = tables.graph_eta * tables.graph[code][:, code]
+                if tables.graph_mode == "additive":
+                    W += G * d
+                else:
+                    W *= torch.exp(d)
+            gain = torch.where(h != 0, h, 1.0) if scheme.output_input == "value" else torch.ones_like(h)
+            col = tables.output_eta * tables.output[code] * gain[:, None]  # [V, 2]
+            delta = torch.zeros_like(U)
+            delta[:, int(y[t])] += col[:, 0]
+            if scheme.output_rows == "true-and-predicted":
+                delta[:, pred] += col[:, 1]
+            else:
+                others = [k for k in range(U.shape[1]) if k != int(y[t])]
+                delta[:, others] += col[:, 1:2]
+            if tables.output_mode == "additive":
+                U += delta
+            else:
+                U *= torch.exp(delta)
+
+
+def _setup(rounds, mode="additive", n=300, V=40, B=2, classes=2, seed=0):
+    x, y = halfspace(n, seed=seed)
+    if classes > 2:
+        y = ((x[:, 0] > 0).long() + (x[:, 1] > 0).long() * 2) % classes
+    cfg = NetworkConfig(d=x.shape[1], n_classes=classes, vertices=V, cap=V // 2, rounds=rounds)
+    seeds = list(range(seed, seed + B))
+    nets = init_networks(cfg, seeds, mode=mode, dtype=torch.float64)
+    if mode == "additive":
+        out = perceptron_rule(rounds, eta=0.05, dtype=torch.float64)
+        graph = hebb_rule(rounds, eta=0.01, dtype=torch.float64) if rounds > 1 else None
+        if graph is not None:  # a signed table exercises more than Hebb's 0/1
+            g = torch.Generator().manual_seed(9)
+            graph.values.data = torch.randn(graph.shape, generator=g, dtype=torch.float64)
+    else:
+        out = winnow_rule(rounds, eta=0.05, dtype=torch.float64)
+        graph = None
+        if rounds > 1:
+            from metaplastic.rules import TableRule
+            g = torch.Generator().manual_seed(9)
+            graph = TableRule("graph", rounds, "multiplicative", 0.002,
+                              values=0.5 * torch.randn(2**rounds, 2**rounds, generator=g,
+                                                       dtype=torch.float64), dtype=torch.float64)
+    tables = Tables.from_rules(out, graph)
+    tables.output, tables.graph = tables.output.detach(), None if graph is None else tables.graph.detach()
+    return x, y, nets, tables, data_orders(n, 2, seeds)
+
+
+CASES = [
+    dict(rounds=1),
+    dict(rounds=3),
+    dict(rounds=3, scheme=Scheme(update_on="all")),
+    dict(rounds=2, scheme=Scheme(output_rows="all"), classes=3),
+    dict(rounds=3, scheme=Scheme(output_input="bit"), classes=3),
+    dict(rounds=1, mode="multiplicative"),
+    dict(rounds=3, mode="multiplicative"),
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: "-".join(f"{k}={v}" for k, v in c.items()))
+def test_fast_loop_equals_reference(case):
+    case = dict(case)
+    scheme = case.pop("scheme", Scheme())
+    x, y, nets, tables, orders = _setup(**case)
+    ref = nets.clone()
+    train_rules(nets, x, y, tables, orders, scheme)
+    reference_train(ref, x, y, tables, orders, scheme)
+    assert torch.allclose(nets.U, ref.U, rtol=1e-12, atol=1e-12)
+    if nets.W is not None:
+        assert torch.allclose(nets.W, ref.W, rtol=1e-12, atol=1e-12)
+    assert torch.isfinite(nets.U).all()
+    assert not torch.equal(nets.U, torch.full_like(nets.U, float(nets.U[0, 0, 0])))
+
+
+@pytest.mark.parametrize("rounds", [1, 3])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_ensemble_equals_separate_runs_bit_for_bit(rounds, dtype):
+    x, y = halfspace(600, seed=1, dtype=dtype)
+    cfg = NetworkConfig(d=10, n_classes=2, vertices=60, cap=30, rounds=rounds)
+    seeds = [5, 6, 7]
+    tables = Tables(output=perceptron_rule(rounds, dtype=dtype).table().detach(),
+                    graph=hebb_rule(rounds, dtype=dtype).table().detach() * 0.1 - 0.05 if rounds > 1 else None)
+    ens = init_networks(cfg, seeds, dtype=dtype)
+    train_rules(ens, x, y, tables, data_orders(600, 2, seeds))
+    for b, s in enumerate(seeds):
+        one = init_networks(cfg, [s], dtype=dtype)
+        train_rules(one, x, y, tables, data_orders(600, 2, [s]))
+        assert torch.equal(one.U[0], ens.U[b])
+        if rounds > 1:
+            assert torch.equal(one.W[0], ens.W[b])
+
+
+def test_same_seed_same_result_and_seeds_differ():
+    x, y = halfspace(500, seed=2, dtype=torch.float32)
+    cfg = NetworkConfig(d=10, n_classes=2, vertices=50, cap=25, rounds=3)
+    tables = Tables(output=perceptron_rule(3).table().detach(), graph=hebb_rule(3).table().detach())
+    runs = []
+    for s in (0, 0, 1):
+        n = init_networks(cfg, [s])
+        train_rules(n, x, y, tables, data_orders(500, 1, [s]))
+        runs.append(n)
+    assert torch.equal(runs[0].U, runs[1].U) and torch.equal(runs[0].W, runs[1].W)
+    assert not torch.equal(runs[0].U, runs[2].U)
+
+
+def test_record_lists_every_update():
+    x, y, nets, tables, orders = _setup(rounds=3, B=3)
+    mistakes, rec = train_rules(nets, x, y, tables, orders, record=True)
+    assert rec.words.dtype == torch.uint8 and rec.words.shape[1:] == (3, 40)
+    assert torch.equal(rec.active.sum(0), mistakes)
+    assert (rec.words < 8).all()
+
+
+def test_perceptron_learns_halfspace():
+    x, y = halfspace(4000, seed=3, dtype=torch.float32)
+    cfg = NetworkConfig(d=10, n_classes=2, vertices=100, cap=50, rounds=1)
+    nets = init_networks(cfg, [0, 1])
+    train_rules(nets, x[:3000], y[:3000], Tables(output=perceptron_rule(1).table().detach()),
+                data_orders(3000, 1, [0, 1]))
+    assert (accuracy(nets, x[3000:], y[3000:]) > 0.9).all()
+
+
+@pytest.mark.parametrize("which", ["output", "all"])
+def test_gd_baselines_learn(which):
+    x, y = halfspace(3000, seed=4, dtype=torch.float32)
+    cfg = NetworkConfig(d=10, n_classes=2, vertices=60, cap=30, rounds=3 if which == "all" else 1)
+    nets = init_networks(cfg, [0, 1])
+    before = nets.A.clone()
+    train_gd(nets, x[:2000], y[:2000], data_orders(2000, 2, [0, 1]), which=which, batch_size=20)
+    assert (accuracy(nets, x[2000:], y[2000:]) > 0.85).all()
+    if which == "all":
+        assert not torch.equal(before, nets.A)
+        assert torch.equal(nets.A == 0, before == 0)  # stays on the input mask
+        assert (nets.W[nets.G == 0] == 0).all()      # stays on the graph
