@@ -90,6 +90,9 @@ def rule_to_dict(rule: Rule, meta: dict | None = None) -> dict:
                   "w2": _tolist(rule.w2), "b2": _tolist(rule.b2)}
     else:
         raise MetaplasticError(f"cannot save a rule of type {type(rule).__name__}")
+    if not all(torch.isfinite(p).all() for p in rule.parameters()):
+        raise MetaplasticError(f"cannot save the {rule.kind} rule: it has non-finite parameters "
+                               "(NaN or infinity; training diverged?)")
     doc = {"format": FORMAT, "version": VERSION, "kind": rule.kind, "rounds": rule.rounds,
            "bit_order": BIT_ORDER, "mode": rule.mode, "eta": rule.eta,
            "param_kind": rule.param_kind, "parameters": params,
@@ -105,6 +108,8 @@ def save_rule(rule: Rule, path, meta: dict | None = None) -> dict:
 
 
 def rule_from_dict(doc: dict, where: str = "rule", dtype=torch.float32) -> Rule:
+    """The rule a parsed rule file describes; every problem is a :class:`MetaplasticError`
+    whose message starts with ``where`` (the file)."""
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise MetaplasticError(f"{where}: not a metaplastic rule file (no \"format\": \"{FORMAT}\")")
     if doc.get("version") != VERSION:
@@ -115,38 +120,65 @@ def rule_from_dict(doc: dict, where: str = "rule", dtype=torch.float32) -> Rule:
     if doc.get("bit_order", BIT_ORDER) != BIT_ORDER:
         raise MetaplasticError(f"{where}: bit order {doc.get('bit_order')!r} is not {BIT_ORDER!r}")
     try:
-        kind, rounds, mode, eta = doc["kind"], doc["rounds"], doc["mode"], doc["eta"]
-        params = doc["parameters"]
-        if doc["param_kind"] == "table":
-            return TableRule(kind, rounds, mode, eta, values=torch.tensor(params["values"], dtype=dtype),
-                             dtype=dtype)
-        if doc["param_kind"] == "mlp":
-            rule = MLPRule(kind, rounds, mode, eta, hidden=params["hidden"], dtype=dtype)
-            with torch.no_grad():
-                for name in ("w1", "b1", "w2", "b2"):
-                    value = torch.tensor(params[name], dtype=dtype)
-                    target = getattr(rule, name)
-                    if value.shape != target.shape:
-                        raise MetaplasticError(f"{where}: MLP parameter {name} has shape "
-                                               f"{tuple(value.shape)}, expected {tuple(target.shape)}")
-                    target.copy_(value)
-            return rule
-        raise MetaplasticError(f"{where}: unknown param_kind {doc['param_kind']!r}")
+        rule = _build_rule(doc, where, dtype)
     except KeyError as e:
         raise MetaplasticError(f"{where}: missing field {e.args[0]!r}") from None
-    except (TypeError, ValueError) as e:
-        if isinstance(e, MetaplasticError):
-            raise
+    except MetaplasticError as e:
+        msg = str(e)
+        raise MetaplasticError(msg if msg.startswith(f"{where}:") else f"{where}: {msg}") from None
+    except (TypeError, ValueError, RuntimeError) as e:
         raise MetaplasticError(f"{where}: malformed rule file ({e})") from None
+    if "table" in doc:
+        # the table a person reads must agree with the parameters the rule is
+        # built from: a hand edit of only the table would otherwise be ignored
+        try:
+            table = torch.tensor(doc["table"], dtype=torch.float64)
+        except (TypeError, ValueError, RuntimeError) as e:
+            raise MetaplasticError(f"{where}: malformed table field ({e})") from None
+        with torch.no_grad():
+            own = rule.factors().to(torch.float64)
+        if table.shape != own.shape or not torch.allclose(table, own, rtol=1e-4, atol=1e-6):
+            raise MetaplasticError(
+                f"{where}: the table field does not match the rule's parameters; edit "
+                "parameters (the table is derived from them), or remove the table field")
+    return rule
+
+
+def _build_rule(doc: dict, where: str, dtype) -> Rule:
+    kind, rounds, mode, eta = doc["kind"], doc["rounds"], doc["mode"], doc["eta"]
+    params = doc["parameters"]
+    if not isinstance(params, dict):
+        raise MetaplasticError(f"parameters must be an object, got {type(params).__name__}")
+    if doc["param_kind"] == "table":
+        values = torch.tensor(params["values"], dtype=dtype)
+        return TableRule(kind, rounds, mode, eta, values=values, dtype=dtype)
+    if doc["param_kind"] == "mlp":
+        rule = MLPRule(kind, rounds, mode, eta, hidden=params["hidden"], dtype=dtype)
+        with torch.no_grad():
+            for name in ("w1", "b1", "w2", "b2"):
+                value = torch.tensor(params[name], dtype=dtype)
+                target = getattr(rule, name)
+                if value.shape != target.shape:
+                    raise MetaplasticError(f"MLP parameter {name} has shape "
+                                           f"{tuple(value.shape)}, expected {tuple(target.shape)}")
+                if not torch.isfinite(value).all():
+                    raise MetaplasticError(f"MLP parameter {name} has non-finite entries")
+                target.copy_(value)
+        return rule
+    raise MetaplasticError(f"unknown param_kind {doc['param_kind']!r} (expected 'table' or 'mlp')")
 
 
 def load_rule(path, dtype=torch.float32) -> Rule:
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise MetaplasticError(f"rule file {path} does not exist")
+    if not path.is_file():
+        raise MetaplasticError(f"rule file {path} is not a file")
     try:
         doc = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+    except OSError as e:
+        raise MetaplasticError(f"cannot read rule file {path} ({e.strerror or e})") from None
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
         raise MetaplasticError(f"rule file {path} is not valid JSON ({e})") from None
     return rule_from_dict(doc, str(path), dtype)
 
@@ -188,7 +220,8 @@ def resolve_rule(spec: str, kind: str, rounds: int, eta: float | None, dtype=tor
         if eta is not None:
             rule.eta = float(eta)
     if rule.kind != kind:
-        raise MetaplasticError(f"{spec} is a {rule.kind} rule, but a {kind} rule is needed here")
+        article = "an" if kind == "output" else "a"
+        raise MetaplasticError(f"{spec} is a {rule.kind} rule, but {article} {kind} rule is needed here")
     if rule.rounds != rounds:
         raise MetaplasticError(f"{spec} is a rule for T={rule.rounds}, but the network has T={rounds}")
     return rule

@@ -184,19 +184,30 @@ def apply_updates(nets: Networks, tables: Tables, words: torch.Tensor, y: torch.
     dtype = nets.U.dtype
     act = active.to(dtype)
     if tables.graph is not None and nets.W is not None:
-        delta = graph_delta(tables.graph.to(dtype), codes, act * tables.graph_eta)
+        delta = graph_delta(tables.graph, codes, act * tables.graph_eta)
         if tables.graph_mode == "additive":
             nets.W.addcmul_(nets.G, delta)
         else:  # W is zero off the graph, so the factor needs no mask
             nets.W.mul_(delta.exp_())
-    rows = tables.output.to(dtype)[codes] * (act * tables.output_eta)[:, None, None]  # [B, V, 2]
+    rows = tables.output[codes] * (act * tables.output_eta)[:, None, None]  # [B, V, 2]
     if gain is not None:
         rows = rows * gain[..., None]
-    dU = torch.bmm(rows, output_selector(y, pred, nets.U.shape[2], output_rows, dtype))
+    bi = torch.arange(codes.shape[0], device=codes.device)
+    U = nets.U
     if tables.output_mode == "additive":
-        nets.U.add_(dU)
+        if output_rows == "true-and-predicted":
+            U[bi, :, y] += rows[..., 0]
+            U[bi, :, pred] += rows[..., 1]
+        else:
+            U += rows[..., 1:2]
+            U[bi, :, y] += rows[..., 0] - rows[..., 1]
     else:
-        nets.U.mul_(dU.exp_())
+        if output_rows == "true-and-predicted":
+            U[bi, :, y] *= rows[..., 0].exp()
+            U[bi, :, pred] *= rows[..., 1].exp()
+        else:
+            U *= rows[..., 1:2].exp()
+            U[bi, :, y] *= (rows[..., 0] - rows[..., 1]).exp()
 
 
 class FeatureCache:
@@ -233,13 +244,6 @@ class FeatureCache:
         return first_round(P, self.k) if self.t1 else P
 
 
-def hidden_from_features(nets: Networks, feats: torch.Tensor):
-    c = nets.config
-    if c.rounds == 1:
-        return feats, (feats != 0).to(torch.uint8)
-    return run_rounds(feats, nets.W, c.cap, c.rounds)
-
-
 @torch.no_grad()
 def train_rules(nets: Networks, x: torch.Tensor, y: torch.Tensor, tables: Tables,
                 orders: torch.Tensor, scheme: Scheme = Scheme(), *, record: bool = False,
@@ -270,7 +274,12 @@ def train_rules(nets: Networks, x: torch.Tensor, y: torch.Tensor, tables: Tables
         max_chunk = MAX_CHUNK.get(nets.A.dtype, 2)
     max_chunk = max(2, max_chunk)
     cache = FeatureCache(nets, x, cache_bytes)
+    dtype = nets.U.dtype
+    tables = Tables(tables.output.detach().to(dev, dtype), tables.output_mode, tables.output_eta,
+                    None if tables.graph is None else tables.graph.detach().to(dev, dtype),
+                    tables.graph_mode, tables.graph_eta)
     every = scheme.update_on == "all"
+    t1 = c.rounds == 1
     bi = torch.arange(B, device=dev)
     pos = torch.zeros(B, dtype=torch.long, device=dev)
     mistakes = torch.zeros(B, dtype=torch.long, device=dev)
@@ -279,6 +288,7 @@ def train_rules(nets: Networks, x: torch.Tensor, y: torch.Tensor, tables: Tables
     run_avg = 4.0
     arange = torch.arange(max_chunk, device=dev)
     done_before = 0
+    step = 0
     while True:
         lo = int(pos.min())
         if lo >= N:
@@ -289,7 +299,11 @@ def train_rules(nets: Networks, x: torch.Tensor, y: torch.Tensor, tables: Tables
         idx = pos[:, None] + arange[:m]
         valid = idx < N
         ex = orders.gather(1, idx.clamp_max(N - 1))
-        h, words = hidden_from_features(nets, cache.gather(ex))
+        feats = cache.gather(ex)
+        if t1:  # words of the chosen example only, below
+            h, words = feats, None
+        else:
+            h, words = run_rounds(feats, nets.W, c.cap, c.rounds)
         pred = torch.bmm(h, nets.U).argmax(-1)
         yy = y[ex]
         wrong = (pred != yy) & valid
@@ -301,8 +315,9 @@ def train_rules(nets: Networks, x: torch.Tensor, y: torch.Tensor, tables: Tables
             active = wrong.any(1)
             first = torch.where(active, wrong.byte().argmax(1), m - 1)
             adv = torch.where(active, first + 1, valid.sum(1))
-        w_f, y_f, p_f = words[bi, first], yy[bi, first], pred[bi, first]
-        g_f = output_gain(h[bi, first]) if valued else None
+        h_f, y_f, p_f = h[bi, first], yy[bi, first], pred[bi, first]
+        w_f = (h_f != 0).to(torch.uint8) if t1 else words[bi, first]
+        g_f = output_gain(h_f) if valued else None
         if bool(active.any()):
             apply_updates(nets, tables, w_f, y_f, p_f, active, scheme.output_rows, g_f)
         mistakes += (active & (p_f != y_f)).long()
@@ -315,10 +330,13 @@ def train_rules(nets: Networks, x: torch.Tensor, y: torch.Tensor, tables: Tables
         pos += adv
         if not every:
             run_avg = 0.7 * run_avg + 0.3 * float(adv.float().mean())
-        if progress is not None:
+        step += 1
+        if progress is not None and step % 32 == 0:
             done = int(pos.clamp_max(N).sum())
             progress(done - done_before)
             done_before = done
+    if progress is not None:
+        progress(B * N - done_before)
     record_out = None
     if rec is not None:
         V = c.vertices

@@ -136,13 +136,19 @@ def cap(z: torch.Tensor, k: int) -> torch.Tensor:
 
     Ties at the k-th largest value go to the lowest indices.  Gradients flow
     through the kept values (the selection itself is piecewise constant).
+    Entries are expected to be non-negative (the cap follows a ReLU).
     """
-    kth = z.detach().topk(k, dim=-1, sorted=False).values.amin(dim=-1, keepdim=True)
     zd = z.detach()
-    above = zd > kth
-    tied = zd == kth
-    need = k - above.sum(dim=-1, keepdim=True)
-    keep = above | (tied & (tied.cumsum(dim=-1) <= need))
+    kth = zd.topk(k, dim=-1, sorted=False).values.amin(dim=-1, keepdim=True)
+    keep = zd >= kth
+    # Where the k-th largest value is 0, fewer than k entries are positive and
+    # keeping every zero changes nothing.  Otherwise more than k kept entries
+    # means a tie at the k-th value: keep the lowest indices among the tied.
+    excess = (keep.sum(dim=-1, keepdim=True) > k) & (kth > 0)
+    if bool(excess.any()):
+        tied = (zd == kth) & excess
+        need = k - (zd > kth).sum(dim=-1, keepdim=True)
+        keep = keep & ~(tied & (tied.cumsum(dim=-1) > need))
     return z * keep
 
 
@@ -201,24 +207,30 @@ class SimpleRNN(nn.Module):
 
     def __init__(self, nets: Networks, b: int = 0):
         super().__init__()
+        if not isinstance(b, int) or not 0 <= b < nets.batch:
+            raise MetaplasticError(f"network index b must be in 0..{nets.batch - 1}, got {b!r}")
         one = nets.member(b)
         self.config = nets.config
         self.register_buffer("A", one.A[0].clone())
+        # G is kept as its own buffer: an edge of the graph can carry weight 0,
+        # so it cannot be recovered from W.
+        self.register_buffer("G", None if one.G is None else one.G[0].clone())
         self.register_buffer("W", None if one.W is None else one.W[0].clone())
         self.register_buffer("U", one.U[0].clone())
 
     def networks(self) -> Networks:
-        W = None if self.W is None else self.W[None]
-        return Networks(self.config, self.A[None], None if W is None else (W != 0).to(W.dtype), W,
-                        self.U[None])
+        """This network as an ensemble of one (copies of the buffers)."""
+        c = lambda t: None if t is None else t[None].clone()  # noqa: E731
+        return Networks(self.config, c(self.A), c(self.G), c(self.W), c(self.U))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def _rounds(self, x: torch.Tensor):
         c = self.config
         P = (x.to(self.A.dtype) @ self.A)[None]
-        h, _ = run_rounds(P, None if self.W is None else self.W[None], c.cap, c.rounds)
+        return run_rounds(P, None if self.W is None else self.W[None], c.cap, c.rounds)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, _ = self._rounds(x)
         return (h @ self.U)[0]
 
     def firing_words(self, x: torch.Tensor) -> torch.Tensor:
-        c = self.config
-        P = (x.to(self.A.dtype) @ self.A)[None]
-        return run_rounds(P, None if self.W is None else self.W[None], c.cap, c.rounds)[1][0]
+        return self._rounds(x)[1][0]

@@ -1,0 +1,213 @@
+"""The simple RNN of section 2: cap, firing words, initialization, config checks, module."""
+
+import pytest
+import torch
+
+from metaplastic.errors import MetaplasticError
+from metaplastic.network import (NetworkConfig, Networks, SimpleRNN, cap, forward,
+                                 init_networks, run_rounds)
+
+# --------------------------------------------------------------------------- cap
+
+
+def test_cap_keeps_exactly_the_k_largest():
+    g = torch.Generator().manual_seed(0)
+    z = torch.randn(4, 7, 30, generator=g, dtype=torch.float64)  # no ties (a.s.)
+    for k in (1, 5, 29):
+        out = cap(z, k)
+        kept = out != 0
+        assert (kept.sum(-1) == k).all()
+        assert torch.equal(out[kept], z[kept])  # kept values are untouched
+        # every kept value is >= every dropped value, row by row
+        lo = torch.where(kept, z, torch.inf).amin(-1)
+        hi = torch.where(kept, -torch.inf, z).amax(-1)
+        assert (lo > hi).all()
+
+
+def test_cap_ties_go_to_the_lowest_indices():
+    z = torch.tensor([3.0, 1.0, 1.0, 5.0, 1.0, 1.0, 0.5])
+    # k = 4: 5 and 3 are above the k-th value 1; two of the four 1s are kept
+    assert cap(z, 4).tolist() == [3.0, 1.0, 1.0, 5.0, 0.0, 0.0, 0.0]
+    assert cap(z, 3).tolist() == [3.0, 1.0, 0.0, 5.0, 0.0, 0.0, 0.0]
+    assert cap(z, 6).tolist() == [3.0, 1.0, 1.0, 5.0, 1.0, 1.0, 0.0]
+    # all equal: the first k
+    assert cap(torch.full((2, 6), 2.0), 2).tolist() == [[2.0, 2.0, 0, 0, 0, 0]] * 2
+    # the tie rule holds row by row in a batch, with ties at different places
+    zb = torch.tensor([[0.0, 2.0, 2.0, 2.0], [2.0, 2.0, 9.0, 2.0]])
+    assert cap(zb, 2).tolist() == [[0.0, 2.0, 2.0, 0.0], [2.0, 0.0, 9.0, 0.0]]
+
+
+def test_zero_inside_the_top_k_does_not_fire():
+    # one positive drive, V=6, k=3: relu gives 5 zeros, two of which are "kept"
+    P = torch.tensor([[[-1.0, 2.0, -3.0, -0.5, -2.0, -1.0]]])
+    h, words = run_rounds(P, None, k=3, rounds=1)
+    assert h.tolist() == [[[0.0, 2.0, 0.0, 0.0, 0.0, 0.0]]]
+    assert words.tolist() == [[[0, 1, 0, 0, 0, 0]]]
+    # no positive drive at all: nothing fires in any round
+    W = torch.ones(1, 6, 6)
+    h, words = run_rounds(-P.abs(), W, k=3, rounds=3)
+    assert (h == 0).all() and (words == 0).all()
+
+
+def test_cap_gradient_flows_through_kept_values_only():
+    z = torch.tensor([[0.3, -1.0, 2.0, 0.7, 0.1], [1.0, 1.0, 1.0, -2.0, 4.0]], requires_grad=True)
+    weights = torch.arange(1.0, 11.0).reshape(2, 5)
+    (cap(z, 2) * weights).sum().backward()
+    expect = torch.tensor([[0, 0, 3.0, 4.0, 0], [6.0, 0, 0, 0, 10.0]])
+    assert torch.equal(z.grad, expect)
+
+
+# ------------------------------------------------------------------ firing words
+
+
+def test_firing_word_first_round_is_most_significant_bit():
+    # d=1, V=3, k=1, T=3.  Round 1: only the input drive, unit 0 fires.
+    # Round 2: unit 0 -> unit 1 with weight 5 beats the drive: unit 1 fires.
+    # Round 3: unit 1 -> unit 2 with weight 5: unit 2 fires.
+    cfg = NetworkConfig(d=1, n_classes=2, vertices=3, cap=1, rounds=3)
+    A = torch.tensor([[[1.0, 0.0, 0.0]]])
+    W = torch.zeros(1, 3, 3)
+    W[0, 0, 1] = 5.0
+    W[0, 1, 2] = 5.0
+    G = (W != 0).float()
+    U = torch.tensor([[[1.0, 0.0], [0.0, 1.0], [0.0, 2.0]]])
+    nets = Networks(cfg, A, G, W, U)
+    logits, words = forward(nets, torch.tensor([[1.0]]))
+    assert words.dtype == torch.uint8
+    assert words.tolist() == [[[0b100, 0b010, 0b001]]]  # 4, 2, 1
+    # final state: only unit 2, with value 5 * 5 = 25 (it gets no input drive)
+    assert logits.tolist() == [[[0.0, 50.0]]]
+
+
+# -------------------------------------------------------------------------- init
+
+
+def test_graph_has_no_self_loops_and_density_p():
+    cfg = NetworkConfig(d=20, n_classes=3, vertices=150, cap=75, rounds=2, p=0.3)
+    nets = init_networks(cfg, [0, 1])
+    G = nets.G
+    assert G.shape == (2, 150, 150)
+    assert set(G.unique().tolist()) <= {0.0, 1.0}
+    assert (torch.diagonal(G, dim1=1, dim2=2) == 0).all()
+    off = G.sum((1, 2)) / (150 * 149)
+    assert ((off - 0.3).abs() < 0.02).all()
+    amask = (nets.A != 0).double().mean((1, 2))
+    assert ((amask - 0.3).abs() < 0.05).all()
+    assert nets.A.shape == (2, 20, 150) and nets.U.shape == (2, 150, 3)
+
+
+def test_masks_differ_across_seeds_and_members_equal_single_runs():
+    cfg = NetworkConfig(d=8, n_classes=2, vertices=40, cap=20, rounds=3)
+    ens = init_networks(cfg, [11, 12])
+    assert not torch.equal(ens.G[0], ens.G[1])
+    assert not torch.equal(ens.A[0] != 0, ens.A[1] != 0)
+    for b, s in enumerate([11, 12]):
+        one = init_networks(cfg, [s])
+        for name in ("A", "G", "W", "U"):
+            assert torch.equal(getattr(ens, name)[b:b + 1], getattr(one, name)), name
+
+
+def test_input_weights_ones_are_exactly_one_on_the_mask():
+    base = dict(d=12, n_classes=2, vertices=50, cap=25, rounds=2)
+    ones = init_networks(NetworkConfig(**base, input_weights="ones"), [3])
+    normal = init_networks(NetworkConfig(**base), [3])
+    on = ones.A != 0
+    assert (ones.A[on] == 1).all()
+    assert torch.equal(on, normal.A != 0)  # same mask, only the weights differ
+    assert (normal.A[on] != 1).any()
+
+
+def test_initial_plastic_weights_by_mode():
+    cfg = NetworkConfig(d=5, n_classes=4, vertices=30, cap=10, rounds=2)
+    add = init_networks(cfg, [0, 1], mode="additive")
+    assert (add.U == 0).all() and (add.W == 0).all()
+    mul = init_networks(cfg, [0, 1], mode="multiplicative")
+    assert (mul.U == 1).all()
+    assert torch.equal(mul.W, mul.G)
+    t1 = init_networks(NetworkConfig(d=5, n_classes=4, vertices=30, cap=10, rounds=1), [0])
+    assert t1.G is None and t1.W is None
+
+
+def test_init_needs_a_seed():
+    with pytest.raises(MetaplasticError, match="at least one network"):
+        init_networks(NetworkConfig(d=2, n_classes=2, vertices=4, cap=2), [])
+
+
+# ------------------------------------------------------------------ config errors
+
+
+@pytest.mark.parametrize("kw, match", [
+    (dict(cap=100), r"cap k must satisfy 0 < k < \|V\| = 100, got 100"),
+    (dict(cap=150), r"cap k"),
+    (dict(cap=0), r"cap k"),
+    (dict(cap=-3), r"cap k"),
+    (dict(p=0.0), r"edge probability p must be in \(0, 1\]"),
+    (dict(p=-0.5), r"edge probability p"),
+    (dict(p=1.5), r"edge probability p"),
+    (dict(p=float("nan")), r"edge probability p"),
+    (dict(vertices=0, cap=0), r"vertices \|V\| must be a positive integer"),
+    (dict(rounds=0), r"rounds T must be an integer in 1\.\.8, got 0"),
+    (dict(rounds=9), r"rounds T must be an integer in 1\.\.8, got 9"),
+    (dict(n_classes=1), r"at least 2 classes"),
+    (dict(input_weights="uniform"), r"input weights must be one of"),
+    (dict(d=0), r"input dimension"),
+])
+def test_network_config_errors(kw, match):
+    args = dict(d=10, n_classes=2, vertices=100, cap=50)
+    args.update(kw)
+    with pytest.raises(MetaplasticError, match=match):
+        NetworkConfig(**args)
+
+
+def test_network_config_edges_accepted():
+    NetworkConfig(d=1, n_classes=2, vertices=2, cap=1, rounds=8, p=1.0)
+    NetworkConfig(d=1, n_classes=2, vertices=2, cap=1, rounds=1, p=1)
+
+
+# ------------------------------------------------------------------------ module
+
+
+@pytest.mark.parametrize("rounds", [1, 3])
+def test_simple_rnn_module_equals_forward(rounds):
+    cfg = NetworkConfig(d=6, n_classes=3, vertices=40, cap=15, rounds=rounds)
+    nets = init_networks(cfg, [5, 6, 7], dtype=torch.float64)
+    g = torch.Generator().manual_seed(1)
+    nets.U = torch.randn(nets.U.shape, generator=g, dtype=torch.float64)
+    if rounds > 1:
+        nets.W = nets.G * torch.randn(nets.G.shape, generator=g, dtype=torch.float64) * 0.3
+    x = torch.randn(25, 6, generator=g, dtype=torch.float64)
+    logits, words = forward(nets, x)
+    for b in range(3):
+        m = SimpleRNN(nets, b)
+        out = m(x)
+        assert out.shape == (25, 3)
+        assert torch.equal(out, logits[b])
+        assert torch.equal(m.firing_words(x), words[b])
+    assert SimpleRNN(nets)(x[:1]).shape == (1, 3)
+
+
+def test_simple_rnn_networks_keeps_zero_weight_edges():
+    cfg = NetworkConfig(d=4, n_classes=2, vertices=20, cap=10, rounds=2)
+    nets = init_networks(cfg, [0])  # additive: W = 0 on every edge
+    back = SimpleRNN(nets).networks()
+    assert torch.equal(back.G, nets.G) and back.G.sum() > 0
+    for name in ("A", "W", "U"):
+        assert torch.equal(getattr(back, name), getattr(nets, name))
+    assert SimpleRNN(init_networks(NetworkConfig(d=4, n_classes=2, vertices=20, cap=10), [0])
+                     ).networks().G is None
+
+
+def test_simple_rnn_input_gradient():
+    cfg = NetworkConfig(d=6, n_classes=2, vertices=30, cap=10, rounds=2)
+    nets = init_networks(cfg, [0], dtype=torch.float64)
+    nets.U = torch.randn(nets.U.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    x = torch.randn(4, 6, dtype=torch.float64, requires_grad=True,
+                    generator=torch.Generator().manual_seed(1))
+    SimpleRNN(nets)(x).sum().backward()
+    assert x.grad.shape == (4, 6) and x.grad.abs().sum() > 0
+
+
+def test_simple_rnn_bad_index():
+    nets = init_networks(NetworkConfig(d=2, n_classes=2, vertices=4, cap=2), [0, 1])
+    with pytest.raises(MetaplasticError, match="network index"):
+        SimpleRNN(nets, 2)
