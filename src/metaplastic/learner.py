@@ -87,8 +87,9 @@ class Tables:
     """Materialized rule tables the inner loop applies (linear domain, see rules.py).
 
     ``graph`` is ``[2^T, 2^T]`` or None (no graph plasticity); ``output`` is
-    ``[2^T, 2]``.  ``*_mode`` is "additive" or "multiplicative"; ``*_eta`` the
-    step size.
+    ``[2^T, 2]``.  Either may carry a leading ensemble dimension (``[B, ...]``:
+    one table per network, as evolution strategies use).  ``*_mode`` is
+    "additive" or "multiplicative"; ``*_eta`` the step size.
     """
 
     output: torch.Tensor
@@ -117,7 +118,8 @@ class UpdateRecord:
     ``words[s, b]`` are network b's firing words (uint8, one byte per unit) on
     the example it updated on at step s; ``active[s, b]`` whether it updated
     then; ``y`` and ``pred`` the label and prediction of that example;
-    ``gain[s, b]`` the output-update gains ``g_i`` (None in the bit form).
+    ``gain[s, b]`` the output-update gains ``g_i`` (None in the bit form);
+    ``index[s, b]`` the example's index into the training data.
     """
 
     words: torch.Tensor   # [S, B, V] uint8
@@ -125,9 +127,10 @@ class UpdateRecord:
     y: torch.Tensor       # [S, B] long
     pred: torch.Tensor    # [S, B] long
     gain: torch.Tensor | None = None  # [S, B, V] float
+    index: torch.Tensor | None = None  # [S, B] long
 
     def nbytes(self) -> int:
-        ts = (self.words, self.active, self.y, self.pred, self.gain)
+        ts = (self.words, self.active, self.y, self.pred, self.gain, self.index)
         return sum(t.numel() * t.element_size() for t in ts if t is not None)
 
 
@@ -161,10 +164,17 @@ def output_selector(y: torch.Tensor, pred: torch.Tensor, n_classes: int, output_
     return sel
 
 
+def lookup(table: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
+    """Rows of a shared ``[R, C]`` or per-network ``[B, R, C]`` table for codes ``[B, V]``."""
+    if table.dim() == 2:
+        return table[codes]
+    return table[torch.arange(codes.shape[0], device=codes.device)[:, None], codes]
+
+
 def graph_delta(table: torch.Tensor, codes: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     """``[B, V, V]`` with entry ``scale_b * table[c_i, c_j]`` (not yet masked by G)."""
-    rows = table[codes] * scale[:, None, None]                       # [B, V, 2^T]
-    onehot = F.one_hot(codes, table.shape[1]).to(table.dtype)        # [B, V, 2^T]
+    rows = lookup(table, codes) * scale[:, None, None]               # [B, V, 2^T]
+    onehot = F.one_hot(codes, table.shape[-1]).to(table.dtype)       # [B, V, 2^T]
     return torch.bmm(rows, onehot.transpose(1, 2))
 
 
@@ -189,7 +199,7 @@ def apply_updates(nets: Networks, tables: Tables, words: torch.Tensor, y: torch.
             nets.W.addcmul_(nets.G, delta)
         else:  # W is zero off the graph, so the factor needs no mask
             nets.W.mul_(delta.exp_())
-    rows = tables.output[codes] * (act * tables.output_eta)[:, None, None]  # [B, V, 2]
+    rows = lookup(tables.output, codes) * (act * tables.output_eta)[:, None, None]  # [B, V, 2]
     if gain is not None:
         rows = rows * gain[..., None]
     bi = torch.arange(codes.shape[0], device=codes.device)
@@ -264,12 +274,11 @@ def train_rules(nets: Networks, x: torch.Tensor, y: torch.Tensor, tables: Tables
     B, N = orders.shape
     if B != nets.batch:
         raise MetaplasticError(f"orders has {B} rows for {nets.batch} networks")
-    if tables.output.shape != (2**c.rounds, 2):
-        raise MetaplasticError(f"output rule table must be {(2**c.rounds, 2)} at T={c.rounds}, "
-                               f"got {tuple(tables.output.shape)}")
-    if tables.graph is not None and tables.graph.shape != (2**c.rounds, 2**c.rounds):
-        raise MetaplasticError(f"graph rule table must be {(2**c.rounds, 2**c.rounds)} at "
-                               f"T={c.rounds}, got {tuple(tables.graph.shape)}")
+    for name, t, shape in (("output", tables.output, (2**c.rounds, 2)),
+                           ("graph", tables.graph, (2**c.rounds, 2**c.rounds))):
+        if t is not None and tuple(t.shape) not in (shape, (B,) + shape):
+            raise MetaplasticError(f"{name} rule table must be {shape} (or {(B,) + shape} per "
+                                   f"network) at T={c.rounds}, got {tuple(t.shape)}")
     if max_chunk is None:
         max_chunk = MAX_CHUNK.get(nets.A.dtype, 2)
     max_chunk = max(2, max_chunk)
@@ -284,7 +293,7 @@ def train_rules(nets: Networks, x: torch.Tensor, y: torch.Tensor, tables: Tables
     pos = torch.zeros(B, dtype=torch.long, device=dev)
     mistakes = torch.zeros(B, dtype=torch.long, device=dev)
     valued = scheme.output_input == "value"
-    rec = ([], [], [], [], []) if record else None
+    rec = ([], [], [], [], [], []) if record else None
     run_avg = 4.0
     arange = torch.arange(max_chunk, device=dev)
     done_before = 0
@@ -327,6 +336,7 @@ def train_rules(nets: Networks, x: torch.Tensor, y: torch.Tensor, tables: Tables
             rec[2].append(y_f)
             rec[3].append(p_f)
             rec[4].append(g_f)
+            rec[5].append(ex[bi, first])
         pos += adv
         if not every:
             run_avg = 0.7 * run_avg + 0.3 * float(adv.float().mean())
@@ -342,13 +352,15 @@ def train_rules(nets: Networks, x: torch.Tensor, y: torch.Tensor, tables: Tables
         V = c.vertices
         if rec[0]:
             record_out = UpdateRecord(*(torch.stack(r) for r in rec[:4]),
-                                      gain=torch.stack(rec[4]) if valued else None)
+                                      gain=torch.stack(rec[4]) if valued else None,
+                                      index=torch.stack(rec[5]))
         else:
             record_out = UpdateRecord(torch.zeros(0, B, V, dtype=torch.uint8),
                                       torch.zeros(0, B, dtype=torch.bool),
                                       torch.zeros(0, B, dtype=torch.long),
                                       torch.zeros(0, B, dtype=torch.long),
-                                      torch.zeros(0, B, V, dtype=nets.U.dtype) if valued else None)
+                                      torch.zeros(0, B, V, dtype=nets.U.dtype) if valued else None,
+                                      torch.zeros(0, B, dtype=torch.long))
     return mistakes, record_out
 
 
