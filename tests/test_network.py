@@ -35,6 +35,11 @@ def test_cap_ties_go_to_the_lowest_indices():
     # the tie rule holds row by row in a batch, with ties at different places
     zb = torch.tensor([[0.0, 2.0, 2.0, 2.0], [2.0, 2.0, 9.0, 2.0]])
     assert cap(zb, 2).tolist() == [[0.0, 2.0, 2.0, 0.0], [2.0, 0.0, 9.0, 0.0]]
+    # negative ties too (cap is also used on inputs that skipped the ReLU)
+    assert cap(torch.tensor([-1.0, -1.0, -1.0, -3.0]), 2).tolist() == [-1.0, -1.0, 0.0, 0.0]
+    assert cap(torch.tensor([-2.0, -1.0, -1.0, -1.0]), 1).tolist() == [0.0, -1.0, 0.0, 0.0]
+    # zeros at the k-th value: only the positive entries are non-zero afterwards
+    assert cap(torch.tensor([0.0, 0.0, 4.0, 0.0, -1.0]), 3).tolist() == [0.0, 0.0, 4.0, 0.0, 0.0]
 
 
 def test_zero_inside_the_top_k_does_not_fire():

@@ -16,6 +16,13 @@ import sys
 from .errors import MetaplasticError
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line ``error: ...`` (exit 2) like every other."""
+
+    def error(self, message):
+        self.exit(2, f"error: {message} (see `{self.prog} --help`)\n")
+
+
 def _positive_int(s: str) -> int:
     try:
         v = int(s)
@@ -63,7 +70,7 @@ def add_data_args(p: argparse.ArgumentParser, dataset="halfspace") -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="metaplastic", description=__doc__.split("\n\n")[0])
+    ap = _Parser(prog="metaplastic", description=__doc__.split("\n\n")[0])
     from . import __version__
     ap.add_argument("--version", action="version", version=f"metaplastic {__version__}")
     sub = ap.add_subparsers(dest="command", metavar="COMMAND")
@@ -107,8 +114,37 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
+def _check_out_dir(out) -> None:
+    """Fail before training, not after it, when ``--out`` cannot be a folder."""
+    import os
+    from pathlib import Path
+    path = Path(out).expanduser()
+    if path.exists() and not path.is_dir():
+        raise MetaplasticError(f"--out {out}: exists and is not a folder")
+    parent = path
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise MetaplasticError(f"--out {out}: {parent} is not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise MetaplasticError(f"--out {out}: no permission to write in {parent}")
+
+
+def _finite_json(obj):
+    """Non-finite floats as null, so ``--json`` output is strict JSON."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite_json(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite_json(v) for v in obj]
+    return obj
+
+
 def cmd_train(args) -> int:
     from .runner import TrainJob, run_train
+    if args.out is not None:
+        _check_out_dir(args.out)
     job = TrainJob(dataset=args.dataset, n_train=args.n_train, n_test=args.n_test,
                    vertices=args.vertices, cap=args.cap, rounds=args.rounds, p=args.p,
                    input_weights=args.input_weights, graph_rule=args.graph_rule,
@@ -119,7 +155,7 @@ def cmd_train(args) -> int:
                    data_dir=args.data_dir, threads=args.threads)
     res = run_train(job, progress=not args.no_progress, out=args.out)
     if args.json:
-        print(json.dumps(res))
+        print(json.dumps(_finite_json(res), allow_nan=False))
     else:
         te = res["test_accuracy_per_network"]
         spread = f" (std {res['test_accuracy_std']:.4f}, min {min(te):.4f}, max {max(te):.4f})" if len(te) > 1 else ""
@@ -157,7 +193,10 @@ COMMANDS = {"train": cmd_train, "data": cmd_data}
 
 def main(argv=None) -> int:
     ap = build_parser()
-    args = ap.parse_args(argv)
+    try:
+        args = ap.parse_args(argv)
+    except SystemExit as e:  # usage error (2), --help or --version (0)
+        return e.code if isinstance(e.code, int) else 0
     if args.command is None:
         ap.print_help()
         return 2
@@ -166,6 +205,10 @@ def main(argv=None) -> int:
     except MetaplasticError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # e.g. --out on a full or read-only disk
+        where = f" {e.filename}" if getattr(e, "filename", None) else ""
+        print(f"error:{where} {e.strerror or e}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

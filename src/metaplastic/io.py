@@ -31,8 +31,8 @@ from pathlib import Path
 import torch
 
 from .errors import MetaplasticError
-from .rules import (BIT_ORDER, MLPRule, Rule, TableRule, hebb_rule, perceptron_rule,
-                    winnow_rule)
+from .rules import (BIT_ORDER, MLPRule, Rule, TableRule, check_rounds, hebb_rule,
+                    perceptron_rule, winnow_rule)
 
 FORMAT = "metaplastic-rule"
 VERSION = 1
@@ -146,6 +146,7 @@ def rule_from_dict(doc: dict, where: str = "rule", dtype=torch.float32) -> Rule:
 
 def _build_rule(doc: dict, where: str, dtype) -> Rule:
     kind, rounds, mode, eta = doc["kind"], doc["rounds"], doc["mode"], doc["eta"]
+    check_rounds(rounds)
     params = doc["parameters"]
     if not isinstance(params, dict):
         raise MetaplasticError(f"parameters must be an object, got {type(params).__name__}")
@@ -220,8 +221,9 @@ def resolve_rule(spec: str, kind: str, rounds: int, eta: float | None, dtype=tor
         if eta is not None:
             rule.eta = float(eta)
     if rule.kind != kind:
-        article = "an" if kind == "output" else "a"
-        raise MetaplasticError(f"{spec} is a {rule.kind} rule, but {article} {kind} rule is needed here")
+        a = {"graph": "a graph", "output": "an output"}
+        raise MetaplasticError(f"{spec} is {a[rule.kind]} rule, but {a.get(kind, kind)} rule is "
+                               "needed here")
     if rule.rounds != rounds:
         raise MetaplasticError(f"{spec} is a rule for T={rule.rounds}, but the network has T={rounds}")
     return rule

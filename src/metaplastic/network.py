@@ -136,15 +136,18 @@ def cap(z: torch.Tensor, k: int) -> torch.Tensor:
 
     Ties at the k-th largest value go to the lowest indices.  Gradients flow
     through the kept values (the selection itself is piecewise constant).
-    Entries are expected to be non-negative (the cap follows a ReLU).
+    Zero entries at the k-th value may be left in place (they are zero either
+    way); so ``cap(z, k) != 0`` marks at most k entries, exactly the k largest
+    when at least k entries are non-zero.
     """
     zd = z.detach()
     kth = zd.topk(k, dim=-1, sorted=False).values.amin(dim=-1, keepdim=True)
     keep = zd >= kth
-    # Where the k-th largest value is 0, fewer than k entries are positive and
-    # keeping every zero changes nothing.  Otherwise more than k kept entries
-    # means a tie at the k-th value: keep the lowest indices among the tied.
-    excess = (keep.sum(dim=-1, keepdim=True) > k) & (kth > 0)
+    # Where the k-th largest value is 0, keeping every zero changes nothing.
+    # Otherwise more than k kept entries means a tie at the k-th value (also a
+    # negative one, for inputs not passed through a ReLU): keep the lowest
+    # indices among the tied.
+    excess = (keep.sum(dim=-1, keepdim=True) > k) & (kth != 0)
     if bool(excess.any()):
         tied = (zd == kth) & excess
         need = k - (zd > kth).sum(dim=-1, keepdim=True)
