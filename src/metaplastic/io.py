@@ -169,7 +169,7 @@ def _build_rule(doc: dict, where: str, dtype) -> Rule:
     raise MetaplasticError(f"unknown param_kind {doc['param_kind']!r} (expected 'table' or 'mlp')")
 
 
-def load_rule(path, dtype=torch.float32) -> Rule:
+def load_rule(path, dtype=torch.float32, kind: str | None = None) -> Rule:
     path = Path(path)
     if not path.exists():
         raise MetaplasticError(f"rule file {path} does not exist")
@@ -181,7 +181,46 @@ def load_rule(path, dtype=torch.float32) -> Rule:
         raise MetaplasticError(f"cannot read rule file {path} ({e.strerror or e})") from None
     except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
         raise MetaplasticError(f"rule file {path} is not valid JSON ({e})") from None
+    if isinstance(doc, dict) and doc.get("format") == RULESET_FORMAT:
+        return _rule_from_ruleset(doc, str(path), kind, dtype)
     return rule_from_dict(doc, str(path), dtype)
+
+
+# ---------------------------------------------------------------------------
+# Rule sets: the rules learned together (output and graph) in one file, as
+# ``metaplastic learn-rule --out`` writes them.  ``--output-rule FILE`` and
+# ``--graph-rule FILE`` take the rule of their kind from a rule set.
+# ---------------------------------------------------------------------------
+
+RULESET_FORMAT = "metaplastic-ruleset"
+
+
+def save_ruleset(path, rules: dict, meta: dict | None = None) -> dict:
+    """Write ``{"output": Rule, "graph": Rule | None}`` as one checksummed file."""
+    doc = {"format": RULESET_FORMAT, "version": VERSION,
+           "rules": {k: None if r is None else rule_to_dict(r) for k, r in rules.items()},
+           "meta": meta or {}}
+    doc["sha256"] = hashlib.sha256(_canonical(doc)).hexdigest()
+    atomic_write_text(path, json.dumps(doc, indent=1) + "\n")
+    return doc
+
+
+def _rule_from_ruleset(doc: dict, where: str, kind: str | None, dtype) -> Rule:
+    if doc.get("version") != VERSION:
+        raise MetaplasticError(f"{where}: unsupported rule set version {doc.get('version')!r}")
+    if "sha256" in doc and hashlib.sha256(_canonical(doc)).hexdigest() != doc["sha256"]:
+        raise MetaplasticError(f"{where}: checksum mismatch: the file was edited or damaged")
+    rules = doc.get("rules")
+    if not isinstance(rules, dict):
+        raise MetaplasticError(f"{where}: rule set without a \"rules\" object")
+    present = [k for k, v in rules.items() if v is not None]
+    if kind is None:
+        if len(present) != 1:
+            raise MetaplasticError(f"{where}: a rule set with rules {present}; say which kind")
+        kind = present[0]
+    if rules.get(kind) is None:
+        raise MetaplasticError(f"{where}: the rule set has no {kind} rule (it has {present})")
+    return rule_from_dict(rules[kind], f"{where} [{kind}]", dtype)
 
 
 # ---------------------------------------------------------------------------
@@ -217,7 +256,7 @@ def resolve_rule(spec: str, kind: str, rounds: int, eta: float | None, dtype=tor
     if spec in CLASSIC_BUILDERS:
         rule = classic_rule(spec, rounds, 1e-2 if eta is None else eta, dtype)
     else:
-        rule = load_rule(spec, dtype)
+        rule = load_rule(spec, dtype, kind=kind)
         if eta is not None:
             rule.eta = float(eta)
     if rule.kind != kind:

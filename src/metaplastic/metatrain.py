@@ -1,0 +1,283 @@
+"""The outer loop of rule learning (A.1 "GD to Learn a Rule"): ``metaplastic learn-rule``.
+
+Each step draws, for each of ``tasks_per_step`` tasks, a batch of examples
+from the training pool and a fresh network (new masks when
+``resample_graphs``, weights reset), trains it with the current rules, takes
+the loss of the trained network on the same batch (or on a held-out batch of
+the same size), estimates the gradient (replay, tape or ES; see
+:mod:`metaplastic.meta`) averaged over the tasks, and steps Adam (lr 1e-2) with
+L2 weight 0.01 (A.1: "Adam optimizer, with l2 regularization (with a constant
+of 0.01)"; implemented as Adam's ``weight_decay=0.01``, i.e. the gradient of
+``0.005 * ||theta||^2``).
+
+Long runs survive: every ``checkpoint_every`` steps the rule parameters, the
+optimizer state and the curve so far are written atomically; ``resume``
+continues from the last checkpoint.  Every step's randomness is drawn from a
+generator seeded by ``(seed, step)``, so a resumed run ends with exactly the
+rule an uninterrupted one does (CPU).
+"""
+
+from __future__ import annotations
+
+import csv
+import io as _io
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import torch
+
+from .errors import MetaplasticError
+from .io import atomic_torch_save, atomic_write_text, resolve_rule, save_ruleset, write_json
+from .learner import Scheme, Tables, data_orders, train_rules
+from .meta import ESTIMATOR_FNS, ESTIMATORS, LOSSES, MetaBatch, RuleSet
+from .network import NetworkConfig, accuracy, init_networks
+from .rules import MLPRule, TableRule
+
+CURVE_FIELDS = ("step", "loss", "accuracy", "trainings", "seconds")
+
+
+@dataclass
+class MetaConfig:
+    dataset: str = "halfspace"
+    n_train: int = 10000
+    n_test: int = 10000
+    vertices: int = 100
+    cap: int = 50
+    rounds: int = 1
+    p: float = 0.5
+    input_weights: str = "normal"
+    learn: str = "output"            # output | graph | both
+    rule_kind: str = "table"         # table | mlp
+    mode: str = "additive"           # additive | multiplicative
+    hidden: int = 20
+    eta: float = 1e-2
+    init_scale: float = 1.0          # table rules start N(0, init_scale^2)
+    output_rule: str = "perceptron"  # the fixed output rule when only the graph rule is learned
+    graph_rule: str = "none"         # the fixed graph rule when only the output rule is learned
+    batch: int = 100
+    eval_on: str = "batch"           # batch | heldout
+    loss: str = "ce"
+    steps: int = 200
+    tasks_per_step: int = 1
+    lr: float = 1e-2
+    weight_decay: float = 0.01
+    estimator: str = "replay"
+    es_population: int = 8
+    es_sigma: float = 0.05
+    update_on: str = "misclassified"
+    output_rows: str = "true-and-predicted"
+    output_input: str = "value"
+    resample_graphs: bool = True
+    seed: int = 0
+    dtype: str = "float32"
+    device: str = "cpu"
+    checkpoint_every: int = 25
+    final_networks: int = 1          # networks trained with the learned rule at the end
+    data_dir: str | None = None
+
+    def validate(self) -> None:
+        choices = {"learn": ("output", "graph", "both"), "rule_kind": ("table", "mlp"),
+                   "mode": ("additive", "multiplicative"), "eval_on": ("batch", "heldout"),
+                   "loss": LOSSES, "estimator": ESTIMATORS, "dtype": ("float32", "float64")}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise MetaplasticError(f"--{name.replace('_', '-')} must be one of {allowed}, "
+                                       f"got {getattr(self, name)!r}")
+        for name in ("batch", "steps", "tasks_per_step", "es_population", "checkpoint_every",
+                     "final_networks", "hidden"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or v < 1:
+                raise MetaplasticError(f"--{name.replace('_', '-')} must be a positive integer, got {v!r}")
+        for name in ("lr", "eta", "es_sigma"):
+            v = getattr(self, name)
+            if not (isinstance(v, (int, float)) and v > 0 and v < float("inf")):
+                raise MetaplasticError(f"--{name.replace('_', '-')} must be positive, got {v!r}")
+        if self.learn in ("graph", "both") and self.rounds < 2:
+            raise MetaplasticError("learning a graph rule needs --rounds >= 2 (at T = 1 the graph "
+                                   "never influences the output)")
+        Scheme(self.update_on, self.output_rows, self.output_input)
+
+
+def build_rules(cfg: MetaConfig, dtype) -> RuleSet:
+    g = torch.Generator().manual_seed(cfg.seed)
+    T = cfg.rounds
+
+    def learned(kind):
+        if cfg.rule_kind == "mlp":
+            return MLPRule(kind, T, cfg.mode, cfg.eta, hidden=cfg.hidden, generator=g, dtype=dtype)
+        return TableRule(kind, T, cfg.mode, cfg.eta, generator=g, init_scale=cfg.init_scale, dtype=dtype)
+
+    learn_out = cfg.learn in ("output", "both")
+    learn_graph = cfg.learn in ("graph", "both")
+    out = learned("output") if learn_out else resolve_rule(cfg.output_rule, "output", T, cfg.eta, dtype)
+    if learn_graph:
+        graph = learned("graph")
+    elif cfg.graph_rule != "none" and T > 1:
+        graph = resolve_rule(cfg.graph_rule, "graph", T, cfg.eta, dtype)
+    else:
+        graph = None
+    if graph is not None and graph.mode != out.mode:
+        raise MetaplasticError("the graph and output rules must both be additive or both multiplicative")
+    for p in list(out.parameters()) + ([] if graph is None else list(graph.parameters())):
+        p.requires_grad_(False)
+    rs = RuleSet(out, graph, learn_output=learn_out, learn_graph=learn_graph)
+    for p in rs.parameters():
+        p.requires_grad_(True)
+    return rs
+
+
+def step_generator(seed: int, step: int, stream: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed((seed * 1_000_003 + step) * 7 + stream)
+
+
+def draw_batch(cfg: MetaConfig, data, netcfg: NetworkConfig, step: int, dtype, mode: str) -> MetaBatch:
+    """The tasks of one meta-step, from a generator seeded by (seed, step)."""
+    g = step_generator(cfg.seed, step)
+    n_pool = data.x_train.shape[0]
+    need = cfg.batch * (2 if cfg.eval_on == "heldout" else 1)
+    if need > n_pool:
+        raise MetaplasticError(f"a batch of {cfg.batch} ({'twice that with a held-out batch' if need > cfg.batch else ''}) "
+                               f"needs {need} training examples, the pool has {n_pool}")
+    B = cfg.tasks_per_step
+    idx = torch.stack([torch.randperm(n_pool, generator=g)[:need] for _ in range(B)])
+    train_idx = idx[:, :cfg.batch]
+    eval_idx = idx[:, cfg.batch:] if cfg.eval_on == "heldout" else train_idx
+    if cfg.resample_graphs:
+        seeds = torch.randint(0, 2**62, (B,), generator=g).tolist()
+    else:
+        seeds = [cfg.seed + b for b in range(B)]
+    nets = init_networks(netcfg, seeds, mode=mode, dtype=dtype)
+    x = data.x_train[train_idx.reshape(-1)].to(dtype)
+    y = data.y_train[train_idx.reshape(-1)]
+    orders = torch.arange(B * cfg.batch).reshape(B, cfg.batch)
+    return MetaBatch(nets, x, y, orders, data.x_train[eval_idx].to(dtype), data.y_train[eval_idx])
+
+
+def _curve_csv(rows) -> str:
+    buf = _io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=CURVE_FIELDS)
+    w.writeheader()
+    for r in rows:
+        w.writerow({k: r[k] for k in CURVE_FIELDS})
+    return buf.getvalue()
+
+
+def default_run_dir(out: str | Path) -> Path:
+    out = Path(out)
+    return out.with_name(out.stem + ".run")
+
+
+def learn_rule(cfg: MetaConfig, out: str | Path, *, run_dir: str | Path | None = None,
+               resume: bool = False, progress: bool = True, stop_after: int | None = None) -> dict:
+    """Learn the rules of ``cfg``; write the rule set to ``out`` and the run to ``run_dir``.
+
+    Returns a dict with ``final_loss``, ``train_accuracy`` and ``test_accuracy`` of
+    networks trained with the learned rules, the learned tables, and the curve.
+    ``stop_after`` ends the run early after that many steps (for tests).
+    """
+    from .data import load_dataset
+    from .runner import DTYPES, make_progress
+
+    cfg.validate()
+    dtype = DTYPES[cfg.dtype]
+    run_dir = Path(run_dir) if run_dir is not None else default_run_dir(out)
+    ckpt_path = run_dir / "checkpoint.pt"
+    data = load_dataset(cfg.dataset, n_train=cfg.n_train, n_test=cfg.n_test, seed=cfg.seed,
+                        data_dir=cfg.data_dir)
+    netcfg = NetworkConfig(d=data.dim, n_classes=data.n_classes, vertices=cfg.vertices, cap=cfg.cap,
+                           rounds=cfg.rounds, p=cfg.p, input_weights=cfg.input_weights)
+    rules = build_rules(cfg, dtype)
+    params = rules.parameters()
+    opt = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    scheme = Scheme(cfg.update_on, cfg.output_rows, cfg.output_input)
+    history: list[dict] = []
+    start = 0
+    if resume:
+        if not ckpt_path.is_file():
+            raise MetaplasticError(f"--resume: no checkpoint at {ckpt_path}")
+        ck = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        if ck["config"] != asdict(cfg):
+            diff = [k for k in ck["config"] if ck["config"][k] != asdict(cfg).get(k)]
+            raise MetaplasticError(f"--resume: the checkpoint at {ckpt_path} was made with other "
+                                   f"settings ({', '.join(diff)}); use the same flags or a new run dir")
+        with torch.no_grad():
+            for p, v in zip(params, ck["params"]):
+                p.copy_(v)
+        opt.load_state_dict(ck["optimizer"])
+        history = ck["history"]
+        start = ck["step"]
+    else:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_json(run_dir / "config.json", asdict(cfg))
+
+    def checkpoint(step):
+        atomic_torch_save({"step": step, "params": [p.detach().clone() for p in params],
+                           "optimizer": opt.state_dict(), "history": history, "config": asdict(cfg)},
+                          ckpt_path)
+        atomic_write_text(run_dir / "curve.csv", _curve_csv(history))
+
+    estimator = ESTIMATOR_FNS[cfg.estimator]
+    mode = rules.output.mode
+    bar_update, bar_close = make_progress(cfg.steps - start, "learn-rule", progress)
+    bar = getattr(bar_update, "__self__", None)
+    t_run = time.perf_counter()
+    trainings = history[-1]["trainings"] if history else 0
+    end = cfg.steps if stop_after is None else min(cfg.steps, start + stop_after)
+    try:
+        for step in range(start, end):
+            t0 = time.perf_counter()
+            batch = draw_batch(cfg, data, netcfg, step, dtype, mode)
+            opt.zero_grad(set_to_none=True)
+            stats = estimator(rules, batch, scheme, cfg.loss, population=cfg.es_population,
+                              sigma=cfg.es_sigma, generator=step_generator(cfg.seed, step, 1))
+            opt.step()
+            trainings += stats["trainings"]
+            history.append({"step": step + 1, "loss": stats["loss"], "accuracy": stats["accuracy"],
+                            "trainings": trainings, "seconds": time.perf_counter() - t0})
+            if bar is not None:
+                bar.set_postfix(loss=f"{stats['loss']:.4f}", acc=f"{stats['accuracy']:.3f}", refresh=False)
+            if bar_update is not None:
+                bar_update(1)
+            if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == end:
+                checkpoint(step + 1)
+    finally:
+        bar_close()
+    if end < cfg.steps:
+        return {"stopped_at": end}
+    seconds = time.perf_counter() - t_run
+    meta = {"made_by": "metaplastic learn-rule", "config": asdict(cfg)}
+    save_ruleset(out, {"output": rules.output, "graph": rules.graph}, meta=meta)
+    result = evaluate_rules(cfg, rules, data, netcfg, dtype)
+    last = history[-10:]
+    result.update({
+        "final_loss": history[-1]["loss"] if history else float("nan"),
+        "final_loss_mean_last10": sum(r["loss"] for r in last) / max(len(last), 1),
+        "output_table": rules.output.factors().detach().double().tolist(),
+        "graph_table": None if rules.graph is None else rules.graph.factors().detach().double().tolist(),
+        "steps": cfg.steps, "trainings": trainings, "seconds_this_run": seconds,
+        "rule_file": str(out), "run_dir": str(run_dir), "config": asdict(cfg),
+    })
+    write_json(run_dir / "results.json", result)
+    return result
+
+
+@torch.no_grad()
+def evaluate_rules(cfg: MetaConfig, rules: RuleSet, data, netcfg: NetworkConfig, dtype) -> dict:
+    """Train ``final_networks`` fresh networks with the rules on the whole pool; accuracies."""
+    seeds = [cfg.seed + 10_000 + b for b in range(cfg.final_networks)]
+    nets = init_networks(netcfg, seeds, mode=rules.output.mode, dtype=dtype)
+    out_t, gr_t = rules.tables(grad=False)
+    tables: Tables = rules.make_tables(out_t, gr_t)
+    scheme = Scheme(cfg.update_on, cfg.output_rows, cfg.output_input)
+    n = data.x_train.shape[0]
+    train_rules(nets, data.x_train.to(dtype), data.y_train, tables, data_orders(n, 1, seeds), scheme)
+    tr = accuracy(nets, data.x_train.to(dtype), data.y_train)
+    te = accuracy(nets, data.x_test.to(dtype), data.y_test)
+    return {"train_accuracy": float(tr.mean()), "test_accuracy": float(te.mean()),
+            "train_accuracy_per_network": tr.tolist(), "test_accuracy_per_network": te.tolist()}
+
+
+def config_from_dict(d: dict) -> MetaConfig:
+    names = {f.name for f in fields(MetaConfig)}
+    return MetaConfig(**{k: v for k, v in d.items() if k in names})
