@@ -103,6 +103,50 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     e.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
 
+    m = sub.add_parser("learn-rule", help="learn plasticity rules by gradient descent (A.1)",
+                       description="Learn the output rule, the graph rule or both by gradient descent "
+                                   "on the loss of networks the rules trained (paper A.1), with the "
+                                   "exact tape-free count-replay gradient (default), autograd through "
+                                   "the updates, or evolution strategies.")
+    add_data_args(m)
+    add_network_args(m)
+    r = m.add_argument_group("the rules")
+    r.add_argument("--learn", choices=["output", "graph", "both"], default="output")
+    r.add_argument("--rule-kind", choices=["table", "mlp"], default="table")
+    r.add_argument("--mode", choices=["additive", "multiplicative"], default="additive")
+    r.add_argument("--hidden", type=_positive_int, default=20, help="MLP rule hidden width (default %(default)s)")
+    r.add_argument("--eta", type=_finite, default=1e-2, help="step size of the rules (default %(default)s)")
+    r.add_argument("--init-scale", type=_finite, default=1.0, help="table rules start N(0, s^2) (default %(default)s)")
+    r.add_argument("--output-rule", default="perceptron", help="fixed output rule when learning only the graph rule")
+    r.add_argument("--graph-rule", default="none", help="fixed graph rule when learning only the output rule")
+    r.add_argument("--update-on", choices=["misclassified", "all"], default="misclassified")
+    r.add_argument("--output-rows", choices=["true-and-predicted", "all"], default="true-and-predicted")
+    r.add_argument("--output-input", choices=["value", "bit"], default="value")
+    o = m.add_argument_group("the outer loop")
+    o.add_argument("--batch", type=_positive_int, default=100, help="examples per inner training (default %(default)s)")
+    o.add_argument("--steps", type=_positive_int, default=200)
+    o.add_argument("--tasks-per-step", type=_positive_int, default=1, help="networks/batches averaged per step")
+    o.add_argument("--eval-on", choices=["batch", "heldout"], default="batch")
+    o.add_argument("--loss", choices=["ce", "mse"], default="ce")
+    o.add_argument("--lr", type=_finite, default=1e-2, help="Adam learning rate (default %(default)s)")
+    o.add_argument("--weight-decay", type=_finite, default=0.01, help="L2 weight (default %(default)s)")
+    o.add_argument("--estimator", choices=["replay", "tape", "es"], default="replay")
+    o.add_argument("--es-population", type=_positive_int, default=8, help="ES antithetic pairs")
+    o.add_argument("--es-sigma", type=_finite, default=0.05)
+    o.add_argument("--fixed-graphs", action="store_true", help="keep each task's graph instead of drawing new ones every step")
+    o.add_argument("--final-networks", type=_positive_int, default=1, help="networks trained with the learned rule at the end")
+    e = m.add_argument_group("execution")
+    e.add_argument("--out", default="learned-rule.json", help="rule set file to write (default %(default)s)")
+    e.add_argument("--run-dir", default=None, help="checkpoints, curve.csv, results.json (default: OUT minus .json plus .run)")
+    e.add_argument("--checkpoint-every", type=_positive_int, default=25)
+    e.add_argument("--resume", action="store_true", help="continue from the run dir's last checkpoint")
+    e.add_argument("--seed", type=_int, default=0)
+    e.add_argument("--device", default="cpu")
+    e.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    e.add_argument("--threads", type=_positive_int, default=None)
+    e.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    e.add_argument("--no-progress", action="store_true")
+
     d = sub.add_parser("data", help="fetch or verify MNIST and Fashion-MNIST")
     dsub = d.add_subparsers(dest="data_command", metavar="ACTION")
     f = dsub.add_parser("fetch", help="download the IDX files (SHA-256 checked)")
@@ -168,6 +212,40 @@ def cmd_train(args) -> int:
     return 0
 
 
+def cmd_learn_rule(args) -> int:
+    import torch
+
+    from .metatrain import MetaConfig, learn_rule
+    from .runner import resolve_device
+    resolve_device(args.device)
+    if args.device != "cpu":
+        raise MetaplasticError("learn-rule runs on the CPU for now (--device cpu)")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    cfg = MetaConfig(dataset=args.dataset, n_train=args.n_train, n_test=args.n_test,
+                     vertices=args.vertices, cap=args.cap, rounds=args.rounds, p=args.p,
+                     input_weights=args.input_weights, learn=args.learn, rule_kind=args.rule_kind,
+                     mode=args.mode, hidden=args.hidden, eta=args.eta, init_scale=args.init_scale,
+                     output_rule=args.output_rule, graph_rule=args.graph_rule, batch=args.batch,
+                     eval_on=args.eval_on, loss=args.loss, steps=args.steps,
+                     tasks_per_step=args.tasks_per_step, lr=args.lr, weight_decay=args.weight_decay,
+                     estimator=args.estimator, es_population=args.es_population,
+                     es_sigma=args.es_sigma, update_on=args.update_on, output_rows=args.output_rows,
+                     output_input=args.output_input, resample_graphs=not args.fixed_graphs,
+                     seed=args.seed, dtype=args.dtype, device=args.device,
+                     checkpoint_every=args.checkpoint_every, final_networks=args.final_networks,
+                     data_dir=args.data_dir)
+    res = learn_rule(cfg, args.out, run_dir=args.run_dir, resume=args.resume,
+                     progress=not args.no_progress)
+    if args.json:
+        print(json.dumps(_finite_json(res), allow_nan=False))
+    else:
+        print(f"final meta-loss {res['final_loss']:.4f}; a network trained with the learned rule: "
+              f"train accuracy {res['train_accuracy']:.4f}, test accuracy {res['test_accuracy']:.4f}")
+        print(f"wrote {res['rule_file']} and {res['run_dir']}/ (curve.csv, results.json)")
+    return 0
+
+
 def cmd_data(args) -> int:
     from . import data
     if args.data_command == "fetch":
@@ -188,7 +266,7 @@ def cmd_data(args) -> int:
     return 2
 
 
-COMMANDS = {"train": cmd_train, "data": cmd_data}
+COMMANDS = {"train": cmd_train, "learn-rule": cmd_learn_rule, "data": cmd_data}
 
 
 def main(argv=None) -> int:
