@@ -119,7 +119,9 @@ class UpdateRecord:
     the example it updated on at step s; ``active[s, b]`` whether it updated
     then; ``y`` and ``pred`` the label and prediction of that example;
     ``gain[s, b]`` the output-update gains ``g_i`` (None in the bit form);
-    ``index[s, b]`` the example's index into the training data.
+    ``index[s, b]`` the example's index into the training data; ``states[s, b]``
+    (only when asked for) the hidden state of every round ``[T, V]``, which the
+    adjoint sweep of the replay gradient needs.
     """
 
     words: torch.Tensor   # [S, B, V] uint8
@@ -128,9 +130,10 @@ class UpdateRecord:
     pred: torch.Tensor    # [S, B] long
     gain: torch.Tensor | None = None  # [S, B, V] float
     index: torch.Tensor | None = None  # [S, B] long
+    states: torch.Tensor | None = None  # [S, B, T, V] float
 
     def nbytes(self) -> int:
-        ts = (self.words, self.active, self.y, self.pred, self.gain, self.index)
+        ts = (self.words, self.active, self.y, self.pred, self.gain, self.index, self.states)
         return sum(t.numel() * t.element_size() for t in ts if t is not None)
 
 
@@ -263,7 +266,8 @@ def train_rules(nets: Networks, x: torch.Tensor, y: torch.Tensor, tables: Tables
     ``orders`` ``[B, N]`` gives each network's example sequence (indices into
     x, y; several epochs concatenated, see :func:`data_orders`).  Returns the
     number of online mistakes per network ``[B]`` and, with ``record=True``,
-    an :class:`UpdateRecord`.  ``progress`` is called with the number of
+    an :class:`UpdateRecord` (``record="states"`` also keeps every round's
+    hidden state of each update).  ``progress`` is called with the number of
     examples consumed (summed over networks) after every step.
     """
     c = nets.config
@@ -293,7 +297,20 @@ def train_rules(nets: Networks, x: torch.Tensor, y: torch.Tensor, tables: Tables
     pos = torch.zeros(B, dtype=torch.long, device=dev)
     mistakes = torch.zeros(B, dtype=torch.long, device=dev)
     valued = scheme.output_input == "value"
-    rec = ([], [], [], [], [], []) if record else None
+    keep_states = record == "states" and not t1
+    rec = None
+    if record:
+        # Preallocated: a step consumes at least one example, so N steps at most.
+        # (Appending small tensors step by step fragments the heap: at |V|=1000
+        # and 10,000 examples it held 6 GB of freed chunk buffers.)
+        V = c.vertices
+        rec = UpdateRecord(torch.zeros(N, B, V, dtype=torch.uint8, device=dev),
+                           torch.zeros(N, B, dtype=torch.bool, device=dev),
+                           torch.zeros(N, B, dtype=torch.long, device=dev),
+                           torch.zeros(N, B, dtype=torch.long, device=dev),
+                           torch.zeros(N, B, V, dtype=dtype, device=dev) if valued else None,
+                           torch.zeros(N, B, dtype=torch.long, device=dev),
+                           torch.zeros(N, B, c.rounds, V, dtype=dtype, device=dev) if keep_states else None)
     run_avg = 4.0
     arange = torch.arange(max_chunk, device=dev)
     done_before = 0
@@ -312,7 +329,8 @@ def train_rules(nets: Networks, x: torch.Tensor, y: torch.Tensor, tables: Tables
         if t1:  # words of the chosen example only, below
             h, words = feats, None
         else:
-            h, words = run_rounds(feats, nets.W, c.cap, c.rounds)
+            hs = [] if keep_states else None
+            h, words = run_rounds(feats, nets.W, c.cap, c.rounds, states=hs)
         pred = torch.bmm(h, nets.U).argmax(-1)
         yy = y[ex]
         wrong = (pred != yy) & valid
@@ -331,12 +349,16 @@ def train_rules(nets: Networks, x: torch.Tensor, y: torch.Tensor, tables: Tables
             apply_updates(nets, tables, w_f, y_f, p_f, active, scheme.output_rows, g_f)
         mistakes += (active & (p_f != y_f)).long()
         if rec is not None:
-            rec[0].append(w_f)
-            rec[1].append(active)
-            rec[2].append(y_f)
-            rec[3].append(p_f)
-            rec[4].append(g_f)
-            rec[5].append(ex[bi, first])
+            rec.words[step] = w_f
+            rec.active[step] = active
+            rec.y[step] = y_f
+            rec.pred[step] = p_f
+            rec.index[step] = ex[bi, first]
+            if valued:
+                rec.gain[step] = g_f
+            if keep_states:
+                for t, hst in enumerate(hs):
+                    rec.states[step, :, t] = hst[bi, first]
         pos += adv
         if not every:
             run_avg = 0.7 * run_avg + 0.3 * float(adv.float().mean())
@@ -349,18 +371,9 @@ def train_rules(nets: Networks, x: torch.Tensor, y: torch.Tensor, tables: Tables
         progress(B * N - done_before)
     record_out = None
     if rec is not None:
-        V = c.vertices
-        if rec[0]:
-            record_out = UpdateRecord(*(torch.stack(r) for r in rec[:4]),
-                                      gain=torch.stack(rec[4]) if valued else None,
-                                      index=torch.stack(rec[5]))
-        else:
-            record_out = UpdateRecord(torch.zeros(0, B, V, dtype=torch.uint8),
-                                      torch.zeros(0, B, dtype=torch.bool),
-                                      torch.zeros(0, B, dtype=torch.long),
-                                      torch.zeros(0, B, dtype=torch.long),
-                                      torch.zeros(0, B, V, dtype=nets.U.dtype) if valued else None,
-                                      torch.zeros(0, B, dtype=torch.long))
+        cut = lambda t: None if t is None else t[:step].clone()  # noqa: E731
+        record_out = UpdateRecord(cut(rec.words), cut(rec.active), cut(rec.y), cut(rec.pred),
+                                  cut(rec.gain), cut(rec.index), cut(rec.states))
     return mistakes, record_out
 
 

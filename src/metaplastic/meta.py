@@ -159,12 +159,12 @@ def _column_grads(dE: torch.Tensor, y: torch.Tensor, pred: torch.Tensor, output_
     return torch.stack([g_true, g_other], dim=-1)  # [S, B, V, 2]
 
 
-def replay_gradients(nets0: Networks, nets: Networks, rec, rules: RuleSet, tables: Tables,
-                     dW, dU, scheme: Scheme, x: torch.Tensor, chunk: int = 256):
+def replay_gradients(nets: Networks, rec, rules: RuleSet, tables: Tables, dW, dU,
+                     scheme: Scheme, chunk: int = 256):
     """dL/d(output table), dL/d(graph table) from the record (see the module docstring).
 
-    ``nets0``/``nets`` are the networks before/after training; ``dW``, ``dU``
-    the gradients of the loss with respect to the final weights.
+    ``nets`` are the trained networks; ``dW``, ``dU`` the gradients of the loss
+    with respect to their final weights.
     """
     c = nets.config
     K = 2**c.rounds
@@ -194,7 +194,7 @@ def replay_gradients(nets0: Networks, nets: Networks, rec, rules: RuleSet, table
     g_graph = None
     if rules.learn_graph and tables.graph is not None and nets.W is not None:
         if sweep:
-            g_graph = _graph_sweep(nets0, nets, rec, tables, dW, dlg, x)
+            g_graph = _graph_sweep(nets, rec, tables, dW, dlg)
         else:
             D = nets.G * (dW * nets.W if tables.graph_mode == "multiplicative" else dW)
             g_graph = torch.zeros(K, K, dtype=dtype, device=dW.device)
@@ -209,39 +209,53 @@ def replay_gradients(nets0: Networks, nets: Networks, rec, rules: RuleSet, table
     return g_out, g_graph
 
 
-def _graph_sweep(nets0: Networks, nets: Networks, rec, tables: Tables, dW, dlg, x):
-    """Reverse sweep (adjoint) for the graph table when output gains depend on W."""
+def _graph_sweep(nets: Networks, rec, tables: Tables, dW, dlg, chunk: int = 128):
+    """Reverse sweep (adjoint) for the graph table when output gains depend on W.
+
+    Walks the updates backwards holding ``Q = dL/dW_{s+1}`` and ``W_{s+1}``:
+    contracts ``Q`` with update s's pattern pairs, undoes update s to get
+    ``W_s``, and adds the vector-Jacobian product of example s's forward pass
+    (through the recorded hidden states of its T rounds; the cap and ReLU pass
+    gradients where a unit's value is non-zero) to ``Q``.
+    """
     c = nets.config
-    K = 2**c.rounds
+    T, K = c.rounds, 2**c.rounds
     dtype = nets.U.dtype
     G = nets.G
     mult = tables.graph_mode == "multiplicative"
     Q = G * dW                       # dL/dW_{s+1}, on the graph
     Wc = nets.W.clone()              # W_{s+1}
     g = torch.zeros(K, K, dtype=dtype, device=dW.device)
-    xs = x.to(dtype)
-    for s in range(rec.words.shape[0] - 1, -1, -1):
-        a = rec.active[s].to(dtype)
-        if not bool(a.any()):
-            continue
-        codes = rec.words[s].long()
-        Y = F.one_hot(codes, K).to(dtype)                       # [B, V, K]
-        base = Q * Wc if mult else Q
-        g += torch.einsum("bvk,bvl,b->kl", Y, torch.bmm(base, Y), a)
-        delta = G * graph_delta(tables.graph, codes, a * tables.graph_eta)
-        if mult:
-            Wc = Wc * torch.exp(-delta)
-            Q = Q * torch.exp(delta)
-        else:
-            Wc = Wc - delta
-        u = dlg[s]
-        if bool((u != 0).any()):
-            Wl = Wc.detach().requires_grad_(True)
-            with torch.enable_grad():
-                P = torch.bmm(xs[rec.index[s]][:, None, :], nets0.A)
-                h, _ = run_rounds(P, Wl, c.cap, c.rounds)
-                (gW,) = torch.autograd.grad((output_gain(h[:, 0]) * u).sum(), [Wl])
-            Q = Q + G * gW
+    act = rec.active.to(dtype)
+    S = rec.words.shape[0]
+    for s1 in range(S, 0, -chunk):
+        s0 = max(0, s1 - chunk)
+        Ych = F.one_hot(rec.words[s0:s1].long(), K).to(dtype)      # [s, B, V, K]
+        any_act = rec.active[s0:s1].any(1).tolist()
+        for s in range(s1 - 1, s0 - 1, -1):
+            if not any_act[s - s0]:
+                continue
+            a = act[s]
+            Y = Ych[s - s0]
+            base = Q * Wc if mult else Q
+            C = torch.bmm(Y.transpose(1, 2), torch.bmm(base, Y))    # [B, K, K]
+            g += (C * a[:, None, None]).sum(0)
+            delta = G * graph_delta(tables.graph, rec.words[s].long(), a * tables.graph_eta)
+            if mult:
+                Wc = Wc * torch.exp(-delta)
+                Q = Q * torch.exp(delta)
+            else:
+                Wc -= delta
+            hs = rec.states[s]                                         # [B, T, V]
+            d = dlg[s]
+            us, vs = [], []
+            for t in range(T - 1, 0, -1):        # round t+1 computes h_t from h_{t-1} @ W
+                dz = d * (hs[:, t] != 0)
+                us.append(hs[:, t - 1])
+                vs.append(dz)
+                if t > 1:
+                    d = torch.bmm(Wc, dz[..., None])[..., 0]
+            Q.addcmul_(G, torch.bmm(torch.stack(us, -1), torch.stack(vs, 1)))
     return g * tables.graph_eta
 
 
@@ -259,9 +273,12 @@ def estimate_replay(rules: RuleSet, batch: MetaBatch, scheme: Scheme, loss: str 
     out_t, gr_t = rules.tables(grad=True)
     tables = rules.make_tables(out_t.detach(), None if gr_t is None else gr_t.detach())
     nets = batch.nets.clone()
-    _, rec = train_rules(nets, batch.x, batch.y, tables, batch.orders, scheme, record=True)
+    sweep = (rules.learn_graph and tables.graph is not None and nets.W is not None
+             and scheme.output_input == "value")
+    _, rec = train_rules(nets, batch.x, batch.y, tables, batch.orders, scheme,
+                         record="states" if sweep else True)
     per, acc, dW, dU = _final_grads(nets, batch, loss)
-    g_out, g_graph = replay_gradients(batch.nets, nets, rec, rules, tables, dW, dU, scheme, batch.x)
+    g_out, g_graph = replay_gradients(nets, rec, rules, tables, dW, dU, scheme)
     outs, grads = [], []
     if rules.learn_output:
         outs.append(out_t)

@@ -168,17 +168,22 @@ def first_round(P: torch.Tensor, k: int) -> torch.Tensor:
 
 
 def run_rounds(P: torch.Tensor, W: torch.Tensor | None, k: int, rounds: int,
-               h1: torch.Tensor | None = None):
+               h1: torch.Tensor | None = None, states: list | None = None):
     """T rounds from the input drive ``P`` ``[B, m, V]``.
 
     Returns the final hidden state ``[B, m, V]`` and the firing words
-    ``[B, m, V]`` (uint8).  ``h1`` may pass a precomputed first round.
+    ``[B, m, V]`` (uint8).  ``h1`` may pass a precomputed first round; a list
+    passed as ``states`` receives the hidden state of every round.
     """
     h = first_round(P, k) if h1 is None else h1
     words = (h != 0).to(torch.uint8)
+    if states is not None:
+        states.append(h)
     for _ in range(rounds - 1):
         h = cap(torch.relu(torch.bmm(h, W) + P), k)
         words = (words << 1) | (h != 0).to(torch.uint8)
+        if states is not None:
+            states.append(h)
     return h, words
 
 
