@@ -313,18 +313,21 @@ def train_rules(nets: Networks, x: torch.Tensor, y: torch.Tensor, tables: Tables
                            torch.zeros(N, B, c.rounds, V, dtype=dtype, device=dev) if keep_states else None)
     run_avg = 4.0
     arange = torch.arange(max_chunk, device=dev)
+    # sequences padded by a chunk so that a chunk never reads past the end
+    pad = lambda t: torch.cat([t, t[:, -1:].expand(B, max_chunk)], dim=1)  # noqa: E731
+    orders_p, labels_p = pad(orders), pad(y[orders])
     done_before = 0
     step = 0
-    while True:
-        lo = int(pos.min())
-        if lo >= N:
-            break
+    lo = 0
+    pos_sum = 0
+    while lo < N:
         # at least 2 rows (see the module docstring); in the update-on-all
         # scheme only the first row is used
         m = 2 if every else max(2, min(max_chunk, int(2 * run_avg + 1)))
-        idx = pos[:, None] + arange[:m]
+        idx = (pos[:, None] + arange[:m]).clamp_max_(N + max_chunk - 1)
         valid = idx < N
-        ex = orders.gather(1, idx.clamp_max(N - 1))
+        ex = orders_p.gather(1, idx)
+        yy = labels_p.gather(1, idx)
         feats = cache.gather(ex)
         if t1:  # words of the chosen example only, below
             h, words = feats, None
@@ -332,7 +335,6 @@ def train_rules(nets: Networks, x: torch.Tensor, y: torch.Tensor, tables: Tables
             hs = [] if keep_states else None
             h, words = run_rounds(feats, nets.W, c.cap, c.rounds, states=hs)
         pred = torch.bmm(h, nets.U).argmax(-1)
-        yy = y[ex]
         wrong = (pred != yy) & valid
         if every:
             active = valid[:, 0]
@@ -345,9 +347,10 @@ def train_rules(nets: Networks, x: torch.Tensor, y: torch.Tensor, tables: Tables
         h_f, y_f, p_f = h[bi, first], yy[bi, first], pred[bi, first]
         w_f = (h_f != 0).to(torch.uint8) if t1 else words[bi, first]
         g_f = output_gain(h_f) if valued else None
-        if bool(active.any()):
+        act_list = active.tolist()
+        if any(act_list):
             apply_updates(nets, tables, w_f, y_f, p_f, active, scheme.output_rows, g_f)
-        mistakes += (active & (p_f != y_f)).long()
+        mistakes += (active & (p_f != y_f)) if every else active
         if rec is not None:
             rec.words[step] = w_f
             rec.active[step] = active
@@ -360,8 +363,11 @@ def train_rules(nets: Networks, x: torch.Tensor, y: torch.Tensor, tables: Tables
                 for t, hst in enumerate(hs):
                     rec.states[step, :, t] = hst[bi, first]
         pos += adv
+        pos_list = pos.tolist()
+        lo = min(pos_list)
         if not every:
-            run_avg = 0.7 * run_avg + 0.3 * float(adv.float().mean())
+            run_avg = 0.7 * run_avg + 0.3 * (sum(pos_list) - pos_sum) / B
+            pos_sum = sum(pos_list)
         step += 1
         if progress is not None and step % 32 == 0:
             done = int(pos.clamp_max(N).sum())
