@@ -1,0 +1,1 @@
+"""Experiments: one module per group of the paper's claims; each writes result files."""
