@@ -147,6 +147,17 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     e.add_argument("--no-progress", action="store_true")
 
+    rp = sub.add_parser("reproduce", help="rerun an experiment of the paper and write a report",
+                        description="Rerun a figure, table or theory check of the paper at its scale "
+                                    "(or --quick) and write config.json, results.json/csv, figures and "
+                                    "a REPORT.md section into the run folder.")
+    from .reproduce import SECTIONS
+    rp.add_argument("name", choices=list(SECTIONS) + ["all"])
+    rp.add_argument("--out", default=None, help="run folder (default: a new folder under runs/)")
+    rp.add_argument("--quick", action="store_true", help="a reduced version in well under a minute")
+    rp.add_argument("--plot-only", action="store_true", help="redraw the figures from the saved results")
+    rp.add_argument("--threads", type=_positive_int, default=None)
+
     d = sub.add_parser("data", help="fetch or verify MNIST and Fashion-MNIST")
     dsub = d.add_subparsers(dest="data_command", metavar="ACTION")
     f = dsub.add_parser("fetch", help="download the IDX files (SHA-256 checked)")
@@ -246,6 +257,43 @@ def cmd_learn_rule(args) -> int:
     return 0
 
 
+def cmd_reproduce(args) -> int:
+    import time
+    from pathlib import Path
+
+    import torch
+
+    from .reproduce import SECTIONS, section_module
+    from .reproduce.common import write_report
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    out = Path(args.out) if args.out else Path("runs") / f"reproduce-{args.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    names = list(SECTIONS) if args.name == "all" else [args.name]
+    reports = []
+    for name in names:
+        sec_out = out / name if args.name == "all" else out
+        mod = section_module(name)
+        if args.plot_only:
+            res_path = sec_out / "results.json"
+            if not res_path.is_file():
+                raise MetaplasticError(f"--plot-only: no results at {res_path}; run the section first")
+            res = json.loads(res_path.read_text())
+            mod.plot(res, sec_out)
+            res["report"] = mod.report(res) if hasattr(mod, "report") else ""
+        else:
+            t0 = time.perf_counter()
+            print(f"[reproduce] {name} -> {sec_out}", file=sys.stderr)
+            res = mod.run(sec_out, quick=args.quick)
+            print(f"[reproduce] {name} done in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
+        write_report(sec_out, res["report"])
+        rel = f"{name}/" if args.name == "all" else ""
+        reports.append(res["report"].replace("](", f"]({rel}"))
+    if args.name == "all":
+        write_report(out, "# metaplastic: reproduction report\n\n" + "\n\n".join(reports))
+    print(f"wrote {out}/REPORT.md")
+    return 0
+
+
 def cmd_data(args) -> int:
     from . import data
     if args.data_command == "fetch":
@@ -266,7 +314,8 @@ def cmd_data(args) -> int:
     return 2
 
 
-COMMANDS = {"train": cmd_train, "learn-rule": cmd_learn_rule, "data": cmd_data}
+COMMANDS = {"train": cmd_train, "learn-rule": cmd_learn_rule, "reproduce": cmd_reproduce,
+            "data": cmd_data}
 
 
 def main(argv=None) -> int:

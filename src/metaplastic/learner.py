@@ -393,7 +393,8 @@ def train_gd(nets: Networks, x: torch.Tensor, y: torch.Tensor, orders: torch.Ten
     and U are trained through the cap (gradients flow through the kept values),
     with A and W restricted to their masks.  The B networks are trained at
     once; Adam is elementwise, so this equals B separate optimizers.
-    ``step_callback(examples_seen)`` is called after every step (Fig. 2 curves).
+    ``step_callback(examples_seen, nets_now)`` is called after every step with
+    the networks' current weights (detached; Fig. 2 curves).
     """
     if which not in ("output", "all"):
         raise MetaplasticError(f"gd must be 'output' or 'all', got {which!r}")
@@ -436,7 +437,11 @@ def train_gd(nets: Networks, x: torch.Tensor, y: torch.Tensor, orders: torch.Ten
         if progress is not None:
             progress(B * ex.shape[1])
         if step_callback is not None:
-            step_callback(s + ex.shape[1])
+            with torch.no_grad():
+                now = Networks(c, (A * A_mask).detach() if which == "all" else nets.A,
+                               nets.G, (W * nets.G).detach() if which == "all" and nets.W is not None
+                               else nets.W, U.detach())
+            step_callback(s + ex.shape[1], now)
     with torch.no_grad():
         nets.U.copy_(U)
         if which == "all":

@@ -108,8 +108,13 @@ def theorem1(out: Path, quick: bool = False, runs: int = 10, steps: int = 1500) 
 
 
 def es_vs_replay(out: Path, quick: bool = False, budget: int = 1500, population: int = 4,
-                 seeds=(0, 1, 2)) -> dict:
-    """Replay and ES on the halfspace output rule at an equal number of network trainings."""
+                 seeds=(0, 1, 2), es_lr: float = 0.05) -> dict:
+    """Replay and ES on the halfspace output rule at an equal number of network trainings.
+
+    ES spends ``2 * population + 1`` trainings per step, so it takes 9x fewer
+    steps; it gets Adam's step size ``es_lr`` (5x replay's 0.01) to cover the
+    same distance.  Both start from the same random table.
+    """
     from ..data import load_dataset
     if quick:
         budget, seeds = 45, (0,)
@@ -122,6 +127,7 @@ def es_vs_replay(out: Path, quick: bool = False, budget: int = 1500, population:
             cfg = MetaConfig(dataset="halfspace", vertices=100, cap=50, rounds=1, learn="output",
                              steps=steps, seed=seed, estimator=est, es_population=population,
                              es_sigma=0.1, checkpoint_every=max(steps, 1),
+                             lr=0.01 if est == "replay" else es_lr,
                              n_train=2000 if quick else 10000, n_test=1000 if quick else 10000)
             t0 = time.perf_counter()
             r = learn_rule(cfg, out / f"es-vs-replay-{est}-seed{seed}.json", progress=False)
@@ -139,17 +145,26 @@ def es_vs_replay(out: Path, quick: bool = False, budget: int = 1500, population:
         rows.append(row)
     ratios = [r["es_over_replay_loss"] for r in rows]
     res = {"experiment": "es-vs-replay", "budget_trainings": budget, "es_population": population,
+           "es_lr": es_lr,
            "rows": rows, "mean_es_over_replay_loss": sum(ratios) / len(ratios),
            "within_10_percent": all(r <= 1.10 for r in ratios)}
     write_json(out / "es_vs_replay.json", res)
     return res
 
 
-def relu1_graph(out: Path, quick: bool = False, steps: int = 600, networks: int = 5) -> dict:
-    """Learned graph+output rules vs the output rule alone with a zero graph rule (T=3, relu1)."""
+def relu1_graph(out: Path, quick: bool = False, steps: int = 300, networks: int = 5) -> dict:
+    """Learned graph+output rules vs the output rule alone with a zero graph rule (T=3, relu1).
+
+    Both arms: batch 1,000 with the loss on a held-out batch.  (With batch 100
+    on the same batch, the learned graph rule was uniformly negative and, over
+    the 10,000-example final training, cut test accuracy to 0.62 against 0.82
+    for the zero graph: a rule learned on a short horizon need not transfer to
+    a long one.)
+    """
     if quick:
         steps, networks = 20, 1
     common = dict(dataset="relu1", vertices=100, cap=50, rounds=3, steps=steps, seed=0,
+                  batch=100 if quick else 1000, eval_on="heldout",
                   checkpoint_every=max(steps // 4, 1), final_networks=networks,
                   n_train=2000 if quick else 10000, n_test=1000 if quick else 10000)
     res = {"experiment": "relu1-graph", "steps": steps}

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Learn the rules of the paper that rules/ ships (issue: "the rules of the paper, shipped").
+# Each command is the one that made the shipped file; rerun to reproduce (CPU, same seed:
+# same bytes). Run dirs (checkpoints, curve.csv) go to runs/rules/.
+#   METAPLASTIC_DATA=... bash scripts/make_paper_rules.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+MP=${MP:-.venv/bin/metaplastic}
+
+# Fig. 3 (A.2): output rule learned at |V|=100, k=50, T=1 on halfspace
+$MP learn-rule --dataset halfspace --vertices 100 --cap 50 --rounds 1 --learn output \
+  --steps 1500 --seed 0 --no-progress \
+  --out rules/halfspace-output-T1.json --run-dir runs/rules/halfspace-output-T1
+
+# Fig. 3 (A.2): MLP graph rule (hidden 20) with its output rule, |V|=100, k=50, T=3 on relu1
+# (batch 1000 with a held-out loss: rules learned on 100-example sequences overfit the short
+#  horizon and hurt on 10,000 examples; see docs/DESIGN.md)
+$MP learn-rule --dataset relu1 --vertices 100 --cap 50 --rounds 3 --learn both --rule-kind mlp \
+  --hidden 20 --batch 1000 --eval-on heldout --steps 300 --seed 0 --no-progress \
+  --out rules/relu1-mlp-T3.json --run-dir runs/rules/relu1-mlp-T3
+
+# A.3 (robustness): T=3 MLP graph rule (hidden 20) learned at |V|=200, k=100 with the
+# perceptron output rule, on MNIST
+$MP learn-rule --dataset mnist --vertices 200 --cap 100 --rounds 3 --learn graph --rule-kind mlp \
+  --hidden 20 --output-rule perceptron --batch 500 --eval-on heldout --steps 300 --seed 0 --no-progress \
+  --out rules/mnist-mlp-graph-T3-V200.json --run-dir runs/rules/mnist-mlp-graph-T3-V200
+
+sha256sum rules/*.json > rules/SHA256SUMS

@@ -1,0 +1,116 @@
+"""Table 2's accuracy columns: MNIST and Fashion-MNIST at |V|=1000, k=500, 2 epochs.
+
+Rows (Table 2): T=3 with learned rules (the A.3 graph rule learned at |V|=200,
+k=100 on MNIST, with the perceptron output rule; rules/), T=1* (input weights
+all one, perceptron), T=1 (perceptron).  Mean and standard deviation over 5
+seeds (network and data order), trained on 10,000 random training images.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from ..data import load_dataset
+from ..learner import Scheme, Tables, data_orders, train_rules
+from ..network import NetworkConfig, accuracy, init_networks
+from ..rules import perceptron_table
+from .common import fmt_pm, md_table, pyplot, save_fig, summarize, write_results
+from .rules import load_shipped
+
+PAPER = {("T=3", "mnist"): 0.87, ("T=3", "fashion-mnist"): 0.77, ("T=1*", "mnist"): 0.93,
+         ("T=1*", "fashion-mnist"): 0.81, ("T=1", "mnist"): 0.85, ("T=1", "fashion-mnist"): 0.70}
+
+
+def models(quick: bool):
+    graph = load_shipped("mnist-mlp-graph-T3-V200", kind="graph")
+    source = "rules/mnist-mlp-graph-T3-V200.json"
+    if graph is None:
+        graph = load_shipped("relu1-mlp-T3", kind="graph")
+        source = "rules/relu1-mlp-T3.json (the A.3 rule was missing)"
+    t3 = {"rounds": 3, "input_weights": "normal",
+          "graph": None if graph is None else graph.table().detach(), "graph_source": source if graph else "none"}
+    return {"T=3": t3, "T=1*": {"rounds": 1, "input_weights": "ones", "graph": None},
+            "T=1": {"rounds": 1, "input_weights": "normal", "graph": None}}
+
+
+def run(out: Path, quick: bool = False) -> dict:
+    t_start = time.perf_counter()
+    cfg = dict(datasets=["mnist", "fashion-mnist"], n_train=10000, n_test=10000, vertices=1000, cap=500,
+               epochs=2, seeds=[0, 1, 2, 3, 4])
+    if quick:
+        cfg.update(datasets=["halfspace"], n_train=400, n_test=200, vertices=40, cap=20, epochs=1, seeds=[0, 1])
+    results = {"config": cfg, "cells": {}, "skipped": {}}
+    rows = []
+    ms = models(quick)
+    results["graph_rule_source"] = ms["T=3"].get("graph_source")
+    for ds in cfg["datasets"]:
+        try:
+            data = load_dataset(ds, n_train=cfg["n_train"], n_test=cfg["n_test"], seed=0)
+        except Exception as e:
+            results["skipped"][ds] = str(e)
+            continue
+        for name, m in ms.items():
+            t0 = time.perf_counter()
+            netcfg = NetworkConfig(d=data.dim, n_classes=data.n_classes, vertices=cfg["vertices"],
+                                   cap=cfg["cap"], rounds=m["rounds"], input_weights=m["input_weights"])
+            nets = init_networks(netcfg, cfg["seeds"])
+            tables = Tables(output=perceptron_table(m["rounds"]), graph=m["graph"])
+            n = data.x_train.shape[0]
+            train_rules(nets, data.x_train, data.y_train, tables, data_orders(n, cfg["epochs"], cfg["seeds"]),
+                        Scheme())
+            tr = accuracy(nets, data.x_train, data.y_train).tolist()
+            te = accuracy(nets, data.x_test, data.y_test).tolist()
+            cell = {"train": summarize(tr), "test": summarize(te), "seconds": time.perf_counter() - t0,
+                    "paper": PAPER.get((name, ds))}
+            results["cells"][f"{name}|{ds}"] = cell
+            rows.append({"model": name, "dataset": ds, "test_mean": cell["test"]["mean"],
+                         "test_std": cell["test"]["std"], "test_ci95": cell["test"]["ci95"],
+                         "train_mean": cell["train"]["mean"], "paper": cell["paper"], "per_seed_test": te,
+                         "seconds": cell["seconds"]})
+    results["seconds"] = time.perf_counter() - t_start
+    write_results(out, "table2-accuracy", cfg, results, rows)
+    plot(results, out)
+    results["report"] = report(results)
+    return results
+
+
+def plot(results: dict, out: Path) -> None:
+    plt = pyplot()
+    cells = results["cells"]
+    if not cells:
+        return
+    names = list(dict.fromkeys(k.split("|")[0] for k in cells))
+    dsets = list(dict.fromkeys(k.split("|")[1] for k in cells))
+    fig, ax = plt.subplots(figsize=(6, 3.8))
+    w = 0.8 / max(len(dsets), 1)
+    for j, ds in enumerate(dsets):
+        xs = [i + j * w for i in range(len(names))]
+        ours = [cells.get(f"{n}|{ds}", {}).get("test", {}).get("mean", float("nan")) for n in names]
+        err = [cells.get(f"{n}|{ds}", {}).get("test", {}).get("std", 0) for n in names]
+        ax.bar(xs, ours, w, yerr=err, label=f"{ds} (ours)", alpha=0.8)
+        paper = [PAPER.get((n, ds)) for n in names]
+        ax.scatter(xs, [p if p is not None else float("nan") for p in paper], color="k", marker="_", s=300,
+                   zorder=3, label="paper" if j == 0 else None)
+    ax.set_xticks([i + w * (len(dsets) - 1) / 2 for i in range(len(names))], names)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("test accuracy")
+    ax.set_title("Table 2: accuracy, |V|=1000, k=500, 2 epochs")
+    ax.legend(fontsize=8)
+    save_fig(fig, out / "table2.png")
+
+
+def report(results: dict) -> str:
+    cfg = results["config"]
+    rows = []
+    for key, c in results["cells"].items():
+        name, ds = key.split("|")
+        paper = f"{c['paper']:.2f}" if c["paper"] is not None else "-"
+        rows.append([name, ds, fmt_pm(c["test"]), f"± {c['test']['ci95']:.3f}", paper,
+                     f"{c['train']['mean']:.3f}", f"{c['seconds']:.0f} s"])
+    skipped = "".join(f"\n\nSkipped {d}: {why}" for d, why in results["skipped"].items())
+    return ("## Table 2: accuracy (|V|=1000, k=500, 2 epochs, 10,000 training images)\n\n"
+            f"Mean ± sd over {len(cfg['seeds'])} seeds; 95% interval half-width; the paper's number. "
+            f"T=3 uses the perceptron output rule and the graph rule from {results.get('graph_rule_source')}.\n\n"
+            + md_table(["model", "dataset", "test (ours)", "95% CI", "paper", "train (ours)", "time"], rows)
+            + "\n\n![Table 2](table2.png)" + skipped)
