@@ -234,7 +234,7 @@ class FeatureCache:
     def __init__(self, nets: Networks, x: torch.Tensor, max_bytes: int, block: int = 2048):
         c = nets.config
         self.nets, self.x = nets, x
-        self.k, self.t1 = c.cap, c.rounds == 1
+        self.k, self.t1 = c.k, c.rounds == 1
         B, n, V = nets.batch, x.shape[0], c.vertices
         self.data = None
         if B * n * V * nets.A.element_size() <= max_bytes:
@@ -333,7 +333,7 @@ def train_rules(nets: Networks, x: torch.Tensor, y: torch.Tensor, tables: Tables
             h, words = feats, None
         else:
             hs = [] if keep_states else None
-            h, words = run_rounds(feats, nets.W, c.cap, c.rounds, states=hs)
+            h, words = run_rounds(feats, nets.W, c.k, c.rounds, states=hs)
         pred = torch.bmm(h, nets.U).argmax(-1)
         wrong = (pred != yy) & valid
         if every:
@@ -411,7 +411,7 @@ def train_gd(nets: Networks, x: torch.Tensor, y: torch.Tensor, orders: torch.Ten
     params = [U]
     if which == "output":
         with torch.no_grad():
-            H = torch.cat([run_rounds(project(x[i:i + 2048], nets.A), nets.W, c.cap, c.rounds)[0]
+            H = torch.cat([run_rounds(project(x[i:i + 2048], nets.A), nets.W, c.k, c.rounds)[0]
                            for i in range(0, x.shape[0], 2048)], dim=1)
     else:
         A_mask = (nets.A != 0).to(nets.A.dtype)
@@ -427,7 +427,7 @@ def train_gd(nets: Networks, x: torch.Tensor, y: torch.Tensor, orders: torch.Ten
             h = H[bi, ex]
         else:
             P = torch.bmm(x[ex], A * A_mask)
-            h, _ = run_rounds(P, None if nets.W is None else W * nets.G, c.cap, c.rounds)
+            h, _ = run_rounds(P, None if nets.W is None else W * nets.G, c.k, c.rounds)
         logits = torch.bmm(h, U)
         loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y[ex].reshape(-1),
                                reduction="sum") / ex.shape[1]

@@ -121,7 +121,7 @@ def meta_loss(nets: Networks, W, U, x_eval, y_eval, loss: str = "ce"):
     """
     c = nets.config
     P = project(x_eval.to(nets.A.dtype), nets.A)
-    h, _ = run_rounds(P, W, c.cap, c.rounds)
+    h, _ = run_rounds(P, W, c.k, c.rounds)
     logits = torch.bmm(h, U)
     if loss == "ce":
         per = F.cross_entropy(logits.transpose(1, 2), y_eval, reduction="none").mean(1)
@@ -306,7 +306,7 @@ def train_with_tape(rules: RuleSet, nets0: Networks, x, y, orders, scheme: Schem
     for t in range(orders.shape[1]):
         ex = orders[:, t]
         P = torch.bmm(x[ex][:, None, :], nets0.A)
-        h, words = run_rounds(P, W, c.cap, c.rounds)
+        h, words = run_rounds(P, W, c.k, c.rounds)
         h, codes = h[:, 0], words[:, 0].long()
         pred = torch.bmm(h[:, None, :].detach(), U.detach())[:, 0].argmax(-1)
         yy = y[ex]

@@ -49,6 +49,12 @@ class NetworkConfig:
     rounds: int = 1
     p: float = 0.5
     input_weights: str = "normal"
+    capped: bool = True  # False: the cap-free twin, h <- relu(h @ W + x @ A) (issue: robustness)
+
+    @property
+    def k(self) -> int | None:
+        """The cap's k, or None for a cap-free network."""
+        return self.cap if self.capped else None
 
     def __post_init__(self):
         def posint(name, v):
@@ -136,10 +142,13 @@ def cap(z: torch.Tensor, k: int) -> torch.Tensor:
 
     Ties at the k-th largest value go to the lowest indices.  Gradients flow
     through the kept values (the selection itself is piecewise constant).
+    ``k=None`` keeps everything (a cap-free network).
     Zero entries at the k-th value may be left in place (they are zero either
     way); so ``cap(z, k) != 0`` marks at most k entries, exactly the k largest
     when at least k entries are non-zero.
     """
+    if k is None:
+        return z
     zd = z.detach()
     kth = zd.topk(k, dim=-1, sorted=False).values.amin(dim=-1, keepdim=True)
     keep = zd >= kth
@@ -190,7 +199,7 @@ def run_rounds(P: torch.Tensor, W: torch.Tensor | None, k: int, rounds: int,
 def forward(nets: Networks, x: torch.Tensor):
     """Logits ``[B, m, l]`` and firing words ``[B, m, V]`` for inputs x."""
     c = nets.config
-    h, words = run_rounds(project(x.to(nets.A.dtype), nets.A), nets.W, c.cap, c.rounds)
+    h, words = run_rounds(project(x.to(nets.A.dtype), nets.A), nets.W, c.k, c.rounds)
     return torch.bmm(h, nets.U), words
 
 
@@ -234,7 +243,7 @@ class SimpleRNN(nn.Module):
     def _rounds(self, x: torch.Tensor):
         c = self.config
         P = (x.to(self.A.dtype) @ self.A)[None]
-        return run_rounds(P, None if self.W is None else self.W[None], c.cap, c.rounds)
+        return run_rounds(P, None if self.W is None else self.W[None], c.k, c.rounds)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, _ = self._rounds(x)
