@@ -131,7 +131,7 @@ def plot(results: dict, out: Path) -> None:
         t = torch.tensor(table)
         rounds = max(1, (t.shape[0] - 1).bit_length())
         lim = float(t.abs().max()) or 1.0
-        im = ax.imshow(t, cmap="RdBu_r", vmin=-lim, vmax=lim, aspect="auto")
+        im = ax.imshow(t.numpy(), cmap="RdBu_r", vmin=-lim, vmax=lim, aspect="auto")
         ax.set_yticks(range(t.shape[0]), word_labels(rounds))
         if t.shape[1] == 2:
             ax.set_xticks([0, 1], ["true row", "pred. row"])

@@ -1,0 +1,46 @@
+"""Every reproduce section runs in --quick mode and writes its files; figures redraw from results."""
+
+import json
+
+import pytest
+
+from metaplastic.cli import main
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize("name,figs", [("fig2", ["fig2.png"]), ("fig3", ["fig3.png", "fig3_rules.png"]),
+                                       ("fig6", ["fig6.png"]), ("table2-accuracy", ["table2.png"])])
+def test_section_quick(tmp_path, name, figs):
+    out = tmp_path / name
+    assert main(["reproduce", name, "--quick", "--out", str(out)]) == 0
+    for f in ["config.json", "results.json", "results.csv", "REPORT.md"] + figs:
+        assert (out / f).is_file(), f
+    for f in figs:
+        assert (out / f).read_bytes()[:8] == PNG
+    report = (out / "REPORT.md").read_text()
+    assert report.startswith("## ") and "|" in report
+    res = json.loads((out / "results.json").read_text())
+    assert res["seconds"] > 0
+    for f in figs:
+        (out / f).unlink()
+    assert main(["reproduce", name, "--plot-only", "--out", str(out)]) == 0
+    for f in figs:
+        assert (out / f).read_bytes()[:8] == PNG
+
+
+def test_plot_only_without_results_is_a_clear_error(tmp_path, capsys):
+    assert main(["reproduce", "fig2", "--plot-only", "--out", str(tmp_path / "none")]) == 2
+    assert "no results" in capsys.readouterr().err
+
+
+def test_rule_learning_experiments_quick(tmp_path):
+    from metaplastic.experiments.rule_learning import es_vs_replay, relu1_graph, theorem1
+    t1 = theorem1(tmp_path, quick=True)
+    assert len(t1["runs"]) == 2 and all(len(r["learned_table"]) == 2 for r in t1["runs"])
+    es = es_vs_replay(tmp_path, quick=True)
+    assert es["rows"][0]["es"]["trainings"] <= es["budget_trainings"]
+    assert es["rows"][0]["replay"]["trainings"] == es["budget_trainings"]
+    rg = relu1_graph(tmp_path, quick=True)
+    assert rg["graph_and_output"]["graph_table"] is not None
+    assert (tmp_path / "relu1_graph.json").is_file()
