@@ -6,8 +6,10 @@ Each measurement runs in its own subprocess so that its peak resident memory
 (``ru_maxrss``) is its own.  Reported as JSON, with the ratios of the two
 estimators measured side by side in this run:
 
-* |V|=100, k=50, T=3, batch 1,000, graph and output tables learned:
-  replay vs tape (target: replay at least 3x faster);
+* |V|=100, k=50, T=3, batch 1,000, graph and output rules learned:
+  replay vs tape (target: replay at least 3x faster), at the random initial
+  tables (about half the examples are mistakes, so half cause an update) and
+  at the learned relu1 rule of rules/ (fewer mistakes, fewer updates);
 * |V|=1000, k=500, T=3, a 10,000-example sequence (MNIST-sized inputs when
   $METAPLASTIC_DATA has MNIST, else relu1): replay only (target: under 2 GB peak).
 """
@@ -41,7 +43,14 @@ def child(spec: dict) -> dict:
         cfg.dataset = "relu1"
         data = load_dataset("relu1", n_train=cfg.n_train, n_test=10, seed=0)
     netcfg = NetworkConfig(d=data.dim, n_classes=data.n_classes, vertices=cfg.vertices, cap=cfg.cap, rounds=3)
+    if spec.get("rule_file"):
+        cfg.rule_kind = "mlp"
     rules = build_rules(cfg, torch.float32)
+    if spec.get("rule_file"):  # start from a learned rule (fewer mistakes, fewer updates)
+        from metaplastic.io import load_rule
+        with torch.no_grad():
+            for kind, rule in (("output", rules.output), ("graph", rules.graph)):
+                rule.load_state_dict(load_rule(spec["rule_file"], kind=kind).state_dict())
     scheme = Scheme(output_input=cfg.output_input)
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     times = []
@@ -76,13 +85,24 @@ def main(argv=None):
     b = 200 if q else 1000
     rows["v100_replay"] = run(dict(vertices=100, batch=b, estimator="replay", dataset="relu1", repeats=3))
     rows["v100_tape"] = run(dict(vertices=100, batch=b, estimator="tape", dataset="relu1", repeats=2))
+    import os
+    learned = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "rules", "relu1-mlp-T3.json")
+    if os.path.isfile(learned):
+        rows["v100_replay_learned_rule"] = run(dict(vertices=100, batch=b, estimator="replay", dataset="relu1",
+                                                    repeats=3, rule_file=learned))
+        rows["v100_tape_learned_rule"] = run(dict(vertices=100, batch=b, estimator="tape", dataset="relu1",
+                                                  repeats=2, rule_file=learned))
     rows["v1000_replay_10k"] = run(dict(vertices=1000, batch=1000 if q else 10000, estimator="replay",
                                         dataset="mnist", repeats=1))
     res = {"rows": rows,
            "ratios": {"tape_over_replay_seconds_v100": rows["v100_tape"]["seconds_per_step"]
                       / rows["v100_replay"]["seconds_per_step"],
                       "tape_over_replay_peak_rss_v100": rows["v100_tape"]["peak_rss_mb"]
-                      / rows["v100_replay"]["peak_rss_mb"]},
+                      / rows["v100_replay"]["peak_rss_mb"],
+                      "tape_over_replay_seconds_v100_learned_rule":
+                          rows["v100_tape_learned_rule"]["seconds_per_step"]
+                          / rows["v100_replay_learned_rule"]["seconds_per_step"]
+                          if "v100_replay_learned_rule" in rows else None},
            "targets": {"replay_speedup_v100_batch1000": 3.0, "v1000_10k_peak_gb": 2.0}}
     text = json.dumps(res, indent=2)
     print(text)

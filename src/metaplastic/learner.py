@@ -315,7 +315,7 @@ def train_rules(nets: Networks, x: torch.Tensor, y: torch.Tensor, tables: Tables
     arange = torch.arange(max_chunk, device=dev)
     # sequences padded by a chunk so that a chunk never reads past the end
     pad = lambda t: torch.cat([t, t[:, -1:].expand(B, max_chunk)], dim=1)  # noqa: E731
-    orders_p, labels_p = pad(orders), pad(y[orders])
+    orders_p, labels_p = (pad(orders), pad(y[orders])) if N > 0 else (orders, orders)
     done_before = 0
     step = 0
     lo = 0
