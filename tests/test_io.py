@@ -268,3 +268,18 @@ def test_classic_rule_errors():
         classic_rule("perceptron", 9)
     with pytest.raises(MetaplasticError, match="perceptron is an output rule, but a graph rule is needed"):
         resolve_rule("perceptron", "graph", 2, None)
+
+
+def test_shipped_paper_rules_match_their_checksums_and_load():
+    import hashlib
+    from pathlib import Path
+
+    from metaplastic.io import load_rule
+    root = Path(__file__).resolve().parents[1]
+    sums = (root / "rules" / "SHA256SUMS").read_text().split("\n")
+    listed = [line.split() for line in sums if line.strip()]
+    assert len(listed) == 3
+    for digest, rel in listed:
+        path = root / rel
+        assert hashlib.sha256(path.read_bytes()).hexdigest() == digest
+        assert load_rule(path, kind="output").kind == "output"
