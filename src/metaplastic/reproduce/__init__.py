@@ -18,6 +18,8 @@ SECTIONS = {
     "fig3": "fig3",
     "fig6": "fig6",
     "table2-accuracy": "table2",
+    "robustness": "robustness",
+    "evolution": "evolution",
 }
 
 
