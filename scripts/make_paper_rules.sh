@@ -7,9 +7,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 MP=${MP:-.venv/bin/metaplastic}
 
-# Fig. 3 (A.2): output rule learned at |V|=100, k=50, T=1 on halfspace
+# Fig. 3 (A.2): output rule learned at |V|=100, k=50, T=1 on halfspace.
+# Started at zero: on a binary task only r(s,0) - r(s,1) reaches the loss, so a
+# random start keeps its common part (moved only by the L2 term), and that part
+# decides multi-class behaviour (on MNIST a rule with a negative true-row entry
+# for fired units scored 0.01).  From zero the two columns stay exact opposites.
 $MP learn-rule --dataset halfspace --vertices 100 --cap 50 --rounds 1 --learn output \
-  --steps 1500 --seed 0 --no-progress \
+  --init-scale 0 --steps 1500 --seed 0 --no-progress \
   --out rules/halfspace-output-T1.json --run-dir runs/rules/halfspace-output-T1
 
 # Fig. 3 (A.2): MLP graph rule (hidden 20) with its output rule, |V|=100, k=50, T=3 on relu1
