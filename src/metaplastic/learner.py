@@ -257,6 +257,15 @@ class FeatureCache:
         return first_round(P, self.k) if self.t1 else P
 
 
+def _on_device(nets: Networks, x, y, orders):
+    """Data and orders on the networks' device (x in their dtype); one order row per network."""
+    dev = nets.A.device
+    if orders.dim() != 2 or orders.shape[0] != nets.batch:
+        raise MetaplasticError(f"orders must have one row per network: shape {tuple(orders.shape)} "
+                               f"for {nets.batch} networks")
+    return x.to(device=dev, dtype=nets.A.dtype), y.to(dev), orders.to(dev)
+
+
 @torch.no_grad()
 def train_rules(nets: Networks, x: torch.Tensor, y: torch.Tensor, tables: Tables,
                 orders: torch.Tensor, scheme: Scheme = Scheme(), *, record: bool = False,
@@ -272,12 +281,8 @@ def train_rules(nets: Networks, x: torch.Tensor, y: torch.Tensor, tables: Tables
     """
     c = nets.config
     dev = nets.A.device
-    x = x.to(device=dev, dtype=nets.A.dtype)
-    y = y.to(dev)
-    orders = orders.to(dev)
+    x, y, orders = _on_device(nets, x, y, orders)
     B, N = orders.shape
-    if B != nets.batch:
-        raise MetaplasticError(f"orders has {B} rows for {nets.batch} networks")
     for name, t, shape in (("output", tables.output, (2**c.rounds, 2)),
                            ("graph", tables.graph, (2**c.rounds, 2**c.rounds))):
         if t is not None and tuple(t.shape) not in (shape, (B,) + shape):
@@ -402,9 +407,7 @@ def train_gd(nets: Networks, x: torch.Tensor, y: torch.Tensor, orders: torch.Ten
         raise MetaplasticError(f"batch size must be a positive integer, got {batch_size!r}")
     c = nets.config
     dev = nets.A.device
-    x = x.to(device=dev, dtype=nets.A.dtype)
-    y = y.to(dev)
-    orders = orders.to(dev)
+    x, y, orders = _on_device(nets, x, y, orders)
     B, N = orders.shape
     bi = torch.arange(B, device=dev)[:, None]
     U = nets.U.detach().clone().requires_grad_(True)

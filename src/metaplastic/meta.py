@@ -61,7 +61,7 @@ import torch.nn.functional as F
 
 from .errors import MetaplasticError
 from .learner import (Scheme, Tables, graph_delta, lookup, output_gain, output_selector,
-                      train_rules)  # noqa: F401
+                      train_rules)
 from .network import Networks, project, run_rounds
 
 ESTIMATORS = ("replay", "tape", "es")

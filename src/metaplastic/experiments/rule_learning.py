@@ -39,7 +39,6 @@ import torch
 
 from ..io import write_json
 from ..learner import Scheme
-from ..meta import ESTIMATOR_FNS
 from ..metatrain import MetaConfig, build_rules, draw_batch, learn_rule
 from ..network import NetworkConfig
 

@@ -86,3 +86,27 @@ def md_table(header: list[str], rows: list[list]) -> str:
     lines = ["| " + " | ".join(cell(h) for h in header) + " |", "| " + " | ".join("---" for _ in header) + " |"]
     lines += ["| " + " | ".join(cell(c) for c in r) + " |" for r in rows]
     return "\n".join(lines)
+
+
+def finish(out: Path, name: str, cfg: dict, results: dict, rows: list[dict], plot, report) -> dict:
+    """Write a section's files, draw its figures from the results, and attach its report."""
+    write_results(out, name, cfg, results, rows)
+    plot(results, out)
+    results["report"] = report(results)
+    return results
+
+
+def accuracy_curve(nets, data, tables, orders, points, scheme, x_eval, y_eval) -> list:
+    """Train ``nets`` in place, evaluating after each number of examples in ``points``.
+
+    Training is split at the points and continued: the same sequence of updates
+    as one uninterrupted run.  Returns per-network accuracies at each point.
+    """
+    from ..learner import train_rules
+    from ..network import accuracy
+    accs, done = [], 0
+    for p in points:
+        train_rules(nets, data.x_train, data.y_train, tables, orders[:, done:p], scheme)
+        done = p
+        accs.append(accuracy(nets, x_eval, y_eval).tolist())
+    return accs

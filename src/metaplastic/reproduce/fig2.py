@@ -17,9 +17,9 @@ from pathlib import Path
 import torch
 
 from ..data import load_dataset
-from ..learner import Scheme, Tables, data_orders, train_gd, train_rules
+from ..learner import Scheme, Tables, data_orders, train_gd
 from ..network import NetworkConfig, accuracy, init_networks
-from .common import fmt_pm, md_table, pyplot, save_fig, summarize, write_results
+from .common import accuracy_curve, finish, fmt_pm, md_table, pyplot, save_fig, summarize
 from .rules import load_shipped
 
 PAPER = "Fig. 2 (a plot; the text claims plasticity converges with fewer samples than GD)"
@@ -58,11 +58,7 @@ def run(out: Path, quick: bool = False) -> dict:
                                                           output_eta=shipped.eta)
     for name, tables in rules.items():
         nets = init_networks(netcfg, seeds)
-        accs, done = [], 0
-        for p in pts:
-            train_rules(nets, data.x_train, data.y_train, tables, orders[:, done:p], Scheme())
-            done = p
-            accs.append(accuracy(nets, xe, ye).tolist())
+        accs = accuracy_curve(nets, data, tables, orders, pts, Scheme(), xe, ye)
         curves[name] = {"samples": pts, "accuracy": accs,
                         "final_test_accuracy": accuracy(nets, data.x_test, data.y_test).tolist()}
     for bs in cfg["batch_sizes"]:
@@ -85,10 +81,7 @@ def run(out: Path, quick: bool = False) -> dict:
             rows.append({"method": name, "samples": p, "accuracy_mean": s["mean"], "accuracy_std": s["std"],
                          "accuracy_ci95": s["ci95"], "per_seed": a})
     results = {"config": cfg, "curves": curves, "seconds": time.perf_counter() - t_start}
-    write_results(out, "fig2", cfg, results, rows)
-    plot(results, out)
-    results["report"] = report(results)
-    return results
+    return finish(out, "fig2", cfg, results, rows, plot, report)
 
 
 def plot(results: dict, out: Path) -> None:

@@ -22,7 +22,7 @@ from ..data import load_dataset
 from ..learner import Scheme, Tables, data_orders, train_gd, train_rules
 from ..network import NetworkConfig, accuracy, init_networks
 from ..rules import perceptron_table
-from .common import md_table, pyplot, save_fig, summarize, write_results
+from .common import finish, md_table, pyplot, save_fig, summarize
 from .rules import load_shipped
 
 DATASETS = ["halfspace", "relu1", "relu2", "rnn", "mnist", "fashion-mnist"]
@@ -92,10 +92,7 @@ def run(out: Path, quick: bool = False) -> dict:
                              "seconds": cell["seconds"]})
                 del nets
     results["seconds"] = time.perf_counter() - t_start
-    write_results(out, "fig3", cfg, results, rows)
-    plot(results, out)
-    results["report"] = report(results)
-    return results
+    return finish(out, "fig3", cfg, results, rows, plot, report)
 
 
 def word_labels(rounds: int) -> list[str]:

@@ -12,10 +12,10 @@ import time
 from pathlib import Path
 
 from ..data import load_dataset
-from ..learner import Scheme, Tables, data_orders, train_rules
+from ..learner import Scheme, Tables, data_orders
 from ..network import NetworkConfig, accuracy, init_networks
 from ..rules import perceptron_table
-from .common import fmt_pm, md_table, pyplot, save_fig, summarize, write_results
+from .common import accuracy_curve, finish, fmt_pm, md_table, pyplot, save_fig, summarize
 from .rules import load_shipped
 
 SCHEMES = {
@@ -51,21 +51,14 @@ def run(out: Path, quick: bool = False) -> dict:
     for name, scheme in SCHEMES.items():
         t0 = time.perf_counter()
         nets = init_networks(netcfg, cfg["seeds"])
-        accs, done = [], 0
-        for p in cfg["points"]:
-            train_rules(nets, data.x_train, data.y_train, tables, orders[:, done:p], scheme)
-            done = p
-            accs.append(accuracy(nets, xe, ye).tolist())
+        accs = accuracy_curve(nets, data, tables, orders, cfg["points"], scheme, xe, ye)
         curves[name] = {"samples": cfg["points"], "accuracy": accs,
                         "final_test_accuracy": accuracy(nets, data.x_test, data.y_test).tolist(),
                         "seconds": time.perf_counter() - t0}
     rows = [{"scheme": k, "samples": p, "accuracy_mean": summarize(a)["mean"], "accuracy_std": summarize(a)["std"],
              "per_seed": a} for k, c in curves.items() for p, a in zip(c["samples"], c["accuracy"])]
     results = {"config": cfg, "curves": curves, "seconds": time.perf_counter() - t_start}
-    write_results(out, "fig6", cfg, results, rows)
-    plot(results, out)
-    results["report"] = report(results)
-    return results
+    return finish(out, "fig6", cfg, results, rows, plot, report)
 
 
 def plot(results: dict, out: Path) -> None:

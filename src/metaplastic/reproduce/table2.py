@@ -15,7 +15,7 @@ from ..data import load_dataset
 from ..learner import Scheme, Tables, data_orders, train_rules
 from ..network import NetworkConfig, accuracy, init_networks
 from ..rules import perceptron_table
-from .common import fmt_pm, md_table, pyplot, save_fig, summarize, write_results
+from .common import finish, fmt_pm, md_table, pyplot, save_fig, summarize
 from .rules import load_shipped
 
 PAPER = {("T=3", "mnist"): 0.87, ("T=3", "fashion-mnist"): 0.77, ("T=1*", "mnist"): 0.93,
@@ -82,10 +82,7 @@ def run(out: Path, quick: bool = False) -> dict:
                          "train_mean": cell["train"]["mean"], "paper": cell["paper"], "per_seed_test": te,
                          "seconds": cell["seconds"]})
     results["seconds"] = time.perf_counter() - t_start
-    write_results(out, "table2-accuracy", cfg, results, rows)
-    plot(results, out)
-    results["report"] = report(results)
-    return results
+    return finish(out, "table2-accuracy", cfg, results, rows, plot, report)
 
 
 def plot(results: dict, out: Path) -> None:
