@@ -158,6 +158,23 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--plot-only", action="store_true", help="redraw the figures from the saved results")
     rp.add_argument("--threads", type=_positive_int, default=None)
 
+    at = sub.add_parser("attack", help="robust accuracy of one saved network under one L2 attack",
+                        description="Attack a network saved by `metaplastic train --out DIR` (member 0) or by "
+                                    "the robustness section on the first --n-images test images of its "
+                                    "dataset, and print its robust accuracy (paper section 4; "
+                                    "metaplastic.attacks).")
+    at.add_argument("--model", required=True, help="RUN_DIR holding networks.pt and config.json")
+    at.add_argument("--attack", required=True,
+                    help="paper, apgd-ce, apgd-dlr, square, noise, blend, bpda-st, bpda-soft, nes, transfer, "
+                         "or all (the worst case of the robustness protocol at this eps)")
+    at.add_argument("--eps", type=_finite, required=True, help="L2 radius")
+    at.add_argument("--n-images", type=_positive_int, default=1000)
+    at.add_argument("--source", default=None, help="RUN_DIR of the model a transfer attack is crafted on")
+    at.add_argument("--seed", type=_int, default=0, help="seed of the attack's random generator")
+    at.add_argument("--data-dir", default=None)
+    at.add_argument("--threads", type=_positive_int, default=None)
+    at.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+
     d = sub.add_parser("data", help="fetch or verify MNIST and Fashion-MNIST")
     dsub = d.add_subparsers(dest="data_command", metavar="ACTION")
     f = dsub.add_parser("fetch", help="download the IDX files (SHA-256 checked)")
@@ -314,7 +331,73 @@ def cmd_data(args) -> int:
     return 2
 
 
-COMMANDS = {"train": cmd_train, "learn-rule": cmd_learn_rule, "reproduce": cmd_reproduce,
+def cmd_attack(args) -> int:
+    import time
+    from pathlib import Path
+
+    import torch
+
+    from . import attacks, robustness
+    from .data import load_dataset
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if not args.eps >= 0:
+        raise MetaplasticError(f"--eps must be >= 0, got {args.eps}")
+    if args.attack not in attacks.ATTACKS + ("all",):
+        raise MetaplasticError(f"unknown attack {args.attack!r}; choose from {', '.join(attacks.ATTACKS)}, all")
+
+    def load(d):
+        d = Path(d)
+        model = robustness.load_model(d)
+        cfg_p = d / "config.json"
+        cfg = json.loads(cfg_p.read_text()) if cfg_p.is_file() else {}
+        return model, cfg
+    model, cfg = load(args.model)
+    source = load(args.source)[0] if args.source else None
+    if args.attack == "transfer" and source is None:
+        raise MetaplasticError("--attack transfer needs --source RUN_DIR (the model to craft the inputs on)")
+    n_test = int(cfg.get("n_test", args.n_images))
+    if args.n_images > n_test:
+        raise MetaplasticError(f"--n-images {args.n_images} exceeds the {n_test} test images of {args.model}")
+    data = load_dataset(cfg.get("dataset", "mnist"), n_train=int(cfg.get("n_train", 10000)), n_test=n_test,
+                        seed=int(cfg.get("seed", 0)), data_dir=args.data_dir or cfg.get("data_dir"))
+    x, y = data.x_test[:args.n_images], data.y_test[:args.n_images]
+    t0 = time.perf_counter()
+    correct = attacks.predict(model, x) == y
+    out = {"model": str(args.model), "attack": args.attack, "eps": args.eps, "n": int(x.shape[0]),
+           "clean_accuracy": float(correct.double().mean())}
+    if args.attack == "all":
+        if args.eps == 0:
+            robust = int(correct.sum())
+        else:
+            proto = robustness.Protocol(eps=(args.eps,), per_attack_images=0, scale_factors=())
+            res = robustness.evaluate(model, x, y, proto, source=source, seed=args.seed, standalone=False,
+                                      eps0=False, fig_images=0)
+            robust = res["curves"]["worst"]["robust"][0]
+            out["broken_by"] = res["broken_by"]
+            out["masking"] = res["masking"]
+    else:
+        idx = correct.nonzero()[:, 0]
+        r = attacks.run_attack(args.attack, model, x[idx], y[idx], args.eps,
+                               generator=torch.Generator().manual_seed(args.seed), source=source,
+                               reference=x, reference_pred=attacks.predict(model, x))
+        robust = int(idx.numel() - int(r.success.sum()))
+        out.update(grads=r.grads, queries=r.queries, zero_grads=r.zero_grads,
+                   stats={k: v for k, v in r.stats.items() if not isinstance(v, torch.Tensor)})
+    out["robust_accuracy"] = robust / max(out["n"], 1)
+    out["wilson95"] = list(robustness.wilson(robust, out["n"]))
+    out["seconds"] = time.perf_counter() - t0
+    if args.json:
+        print(json.dumps(_finite_json(out), allow_nan=False))
+    else:
+        lo, hi = out["wilson95"]
+        print(f"{args.attack} at eps={args.eps:g}: robust accuracy {out['robust_accuracy']:.4f} "
+              f"[{lo:.4f}, {hi:.4f}] (clean {out['clean_accuracy']:.4f}, {out['n']} images, "
+              f"{out['seconds']:.1f} s)")
+    return 0
+
+
+COMMANDS = {"attack": cmd_attack, "train": cmd_train, "learn-rule": cmd_learn_rule, "reproduce": cmd_reproduce,
             "data": cmd_data}
 
 

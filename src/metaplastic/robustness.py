@@ -1,0 +1,579 @@
+"""Adversarial robustness of plasticity- and GD-trained networks (paper section 4, A.3, Table 2).
+
+Models (|V|=1000, k=500, p=0.5, MNIST, 10,000 training images, 2 epochs; one
+set per seed, the seed drawing the masks, weights and data order):
+
+===================  ==============================================================
+``plastic-T1``       T=1, perceptron output rule, normal input weights
+``plastic-T1star``   T=1*, the same with all input weights one (Table 2)
+``plastic-T3``       T=3, perceptron output rule + the shipped A.3 graph rule
+                     ``rules/mnist-mlp-graph-T3-V200.json`` (when absent: the
+                     shipped ``relu1-mlp-T3`` graph rule, as the Table 2 section
+                     does, else no graph rule; the run records which)
+``gd-T1``, ``gd-T3``  Adam (lr 1e-2, batch 10) on cross-entropy, all weights (A, W,
+                     U) through the cap (``train_gd(which="all")``)
+``*-nocap``          the cap-free twin of each (``NetworkConfig(capped=False)``),
+                     trained the same way
+===================  ==============================================================
+
+Protocol (:func:`evaluate`): the same ``n_images`` test images for every model;
+an image is *robust at eps* when it is classified correctly and no attack
+breaks it within the L2 ball of radius eps (intersected with [0,1]^d).
+
+Economy, all of it sound: an image broken at eps is broken at every larger eps
+(the same perturbation lies in the larger ball), so at each eps of the
+increasing grid only the survivors are attacked ("worst-case survivors" S);
+an attack stops on an image at its first misclassified point; the expensive
+attacks only see what the cheaper ones left; the sweep stops when nothing
+survives.  Order at each eps: the model's own-gradient attacks (the paper's,
+APGD-DLR, APGD-CE) on S; the gradient-free noise, blend and square on what the
+own-gradient attacks left (so any success there is, per image, a
+gradient-free attack beating every own-gradient attack: the masking gate);
+then the adaptive BPDA-ST, BPDA-soft and transfer, and NES on its subset, on
+what is left.  The paper's attack runs stand-alone on all images (its own
+survivors), which is the paper's measurement.  Every other attack also runs
+stand-alone on the first ``per_attack_images`` images (per-attack curves of
+Fig. 5; there the per-image masking comparison is made again); everything
+found anywhere enters the worst case.
+
+Sanity gates (:func:`gates`), each checked in code and reported:
+``eps0`` (every attack run at eps = 0 breaks nothing; robust == clean),
+``monotone`` (every curve non-increasing in eps), ``large_eps`` (worst case
+about 0 at the largest eps), ``in_ball`` (every stored adversarial input is
+within its eps (1e-6), in [0,1], and misclassified when re-evaluated),
+``masking`` (no image is broken by a gradient-free attack at a smaller eps than
+by every own-gradient attack; failing flags the model "masked"),
+``scale`` (multiplying U by constants leaves the worst-case robust accuracy
+unchanged), plus the fraction of exactly-zero input gradients (softmax output,
+cross-entropy and logit margin).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+from . import attacks as at
+from .errors import MetaplasticError
+from .io import atomic_torch_save, write_json
+from .network import NetworkConfig, SimpleRNN, init_networks
+from .runner import load_networks, networks_state
+
+ORDER = ("paper", "apgd-dlr", "apgd-ce", "noise", "blend", "square", "bpda-st", "bpda-soft",
+         "transfer", "nes")
+BASE_MODELS = ("plastic-T3", "plastic-T1star", "plastic-T1", "gd-T3", "gd-T1")
+MODELS = BASE_MODELS + tuple(m + "-nocap" for m in BASE_MODELS)
+LABELS = {"plastic-T3": "T=3 plasticity", "plastic-T1star": "T=1* plasticity", "plastic-T1": "T=1 plasticity",
+          "gd-T3": "T=3 GD", "gd-T1": "T=1 GD"}
+
+
+def label(name: str) -> str:
+    base = name.removesuffix("-nocap")
+    return LABELS.get(base, base) + (" (no cap)" if name.endswith("-nocap") else "")
+
+
+def transfer_source(name: str) -> str:
+    """The GD-trained twin a model's transfer attack is crafted on."""
+    nocap = name.endswith("-nocap")
+    base = name.removesuffix("-nocap")
+    rounds = "T3" if "T3" in base else "T1"
+    if base.startswith("gd-"):  # a GD model: its twin across the cap
+        return f"gd-{rounds}" if nocap else f"gd-{rounds}-nocap"
+    return f"gd-{rounds}" + ("-nocap" if nocap else "")
+
+
+# --------------------------------------------------------------------------- #
+# Configuration
+# --------------------------------------------------------------------------- #
+
+@dataclass
+class Protocol:
+    """Attack budgets and the evaluation protocol (see the module docstring)."""
+
+    eps: tuple = (0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0, 10.0)
+    attacks: tuple = ORDER
+    paper_steps: int = 20
+    paper_alpha_rel: float = 0.25
+    apgd_iters: int = 50
+    dlr_targets: int = 3
+    square_queries: int = 500
+    noise_draws: int = 10
+    blend_k: int = 10
+    bpda_iters: int = 50
+    bpda_tau_rel: float = 0.1
+    transfer_iters: int = 50
+    nes_images: int = 100
+    nes_steps: int = 20
+    nes_pairs: int = 25
+    nes_sigma: float = 0.01
+    per_attack_images: int = 100
+    scale_factors: tuple = (0.01, 100.0)
+    scale_images: int = 100
+    scale_tolerance: float = 0.05
+    large_eps_max: float = 0.02
+
+    def budget(self) -> dict:
+        return {k: v for k, v in asdict(self).items()
+                if k.split("_")[0] in ("paper", "apgd", "dlr", "square", "noise", "blend", "bpda",
+                                       "transfer", "nes")}
+
+
+EPS0_BUDGET = dict(paper_steps=2, apgd_iters=3, dlr_targets=1, square_queries=3, noise_draws=2, blend_k=2,
+                   bpda_iters=3, transfer_iters=2, nes_steps=1, nes_pairs=2)
+
+
+@dataclass
+class ModelSetup:
+    """How the models are trained."""
+
+    dataset: str = "mnist"
+    n_train: int = 10000
+    vertices: int = 1000
+    cap: int = 500
+    p: float = 0.5
+    epochs: int = 2
+    gd_lr: float = 1e-2
+    gd_batch: int = 10
+    data_seed: int = 0
+    models: tuple = MODELS
+    graph_rule: str = "auto"  # auto: the A.3 rule, else relu1-mlp-T3, else none
+    extra: dict = field(default_factory=dict)
+
+
+def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """95% Wilson score interval for k successes out of n."""
+    if n <= 0:
+        return (float("nan"), float("nan"))
+    ph = k / n
+    den = 1 + z * z / n
+    mid = (ph + z * z / (2 * n)) / den
+    half = z * math.sqrt(ph * (1 - ph) / n + z * z / (4 * n * n)) / den
+    return (max(0.0, mid - half), min(1.0, mid + half))
+
+
+# --------------------------------------------------------------------------- #
+# Models
+# --------------------------------------------------------------------------- #
+
+def graph_rule_table(choice: str = "auto"):
+    """(table or None, description) of the T=3 graph rule."""
+    from .reproduce.rules import load_shipped
+    if choice in ("auto", "mnist-mlp-graph-T3-V200"):
+        g = load_shipped("mnist-mlp-graph-T3-V200", kind="graph")
+        if g is not None:
+            return g.table().detach(), "rules/mnist-mlp-graph-T3-V200.json (the A.3 rule)", g.eta
+        if choice != "auto":
+            raise MetaplasticError("rules/mnist-mlp-graph-T3-V200.json is not there")
+    if choice in ("auto", "relu1-mlp-T3"):
+        g = load_shipped("relu1-mlp-T3", kind="graph")
+        if g is not None:
+            why = " (rules/mnist-mlp-graph-T3-V200.json is missing)" if choice == "auto" else ""
+            return g.table().detach(), "rules/relu1-mlp-T3.json" + why, g.eta
+    return None, "none (no shipped graph rule: W stays 0, so T=3 computes what T=1 does)", 1e-2
+
+
+def model_spec(name: str, setup: ModelSetup, graph_desc: str) -> dict:
+    if name not in MODELS:
+        raise MetaplasticError(f"unknown model {name!r}; choose from {', '.join(MODELS)}")
+    base = name.removesuffix("-nocap")
+    return {"name": name, "train": "gd" if base.startswith("gd-") else "rules",
+            "rounds": 3 if base.endswith("T3") else 1,
+            "input_weights": "ones" if base == "plastic-T1star" else "normal",
+            "capped": not name.endswith("-nocap"),
+            "graph_rule": graph_desc if base == "plastic-T3" else None,
+            "vertices": setup.vertices, "cap": setup.cap, "p": setup.p, "epochs": setup.epochs,
+            "n_train": setup.n_train, "dataset": setup.dataset, "data_seed": setup.data_seed,
+            "gd_lr": setup.gd_lr if base.startswith("gd-") else None,
+            "gd_batch": setup.gd_batch if base.startswith("gd-") else None}
+
+
+def model_dir(models_dir: Path, name: str, seed: int) -> Path:
+    return Path(models_dir) / f"{name}-seed{seed}"
+
+
+def load_model(path) -> SimpleRNN:
+    """A saved network (``DIR/networks.pt``, member 0) as a :class:`SimpleRNN`."""
+    return SimpleRNN(load_networks(path), 0)
+
+
+def train_models(setup: ModelSetup, seeds, models_dir: Path, data, *, log=print) -> dict:
+    """Train (or load, when saved with the same spec) every model for every seed.
+
+    Missing seeds of a model are trained together as one ensemble (members
+    equal separate runs).  Returns ``{name: {seed: (SimpleRNN, info)}}``.
+    """
+    from .learner import Tables, data_orders, train_gd, train_rules
+    from .network import accuracy
+    from .rules import perceptron_table
+    graph, graph_desc, graph_eta = graph_rule_table(setup.graph_rule)
+    out = {}
+    for name in setup.models:
+        spec = model_spec(name, setup, graph_desc)
+        out[name] = {}
+        missing = []
+        for s in seeds:
+            d = model_dir(models_dir, name, s)
+            info_p = d / "model.json"
+            if (d / "networks.pt").is_file() and info_p.is_file():
+                info = json.loads(info_p.read_text())
+                if info.get("spec") == spec:
+                    out[name][s] = (load_model(d), info)
+                    continue
+            missing.append(s)
+        if not missing:
+            continue
+        cfg = NetworkConfig(d=data.dim, n_classes=data.n_classes, vertices=setup.vertices, cap=setup.cap,
+                            rounds=spec["rounds"], p=setup.p, input_weights=spec["input_weights"],
+                            capped=spec["capped"])
+        nets = init_networks(cfg, missing)
+        n = data.x_train.shape[0]
+        orders = data_orders(n, setup.epochs, missing)
+        t0 = time.perf_counter()
+        if spec["train"] == "rules":
+            tables = Tables(output=perceptron_table(spec["rounds"]),
+                            graph=graph if spec["rounds"] > 1 else None, graph_eta=graph_eta)
+            train_rules(nets, data.x_train, data.y_train, tables, orders)
+        else:
+            train_gd(nets, data.x_train, data.y_train, orders, which="all", lr=setup.gd_lr,
+                     batch_size=setup.gd_batch)
+        secs = time.perf_counter() - t0
+        test_acc = accuracy(nets, data.x_test, data.y_test).tolist()
+        train_acc = accuracy(nets, data.x_train, data.y_train).tolist()
+        for b, s in enumerate(missing):
+            one = nets.member(b).clone()
+            d = model_dir(models_dir, name, s)
+            atomic_torch_save(networks_state(one), d / "networks.pt")
+            info = {"spec": spec, "seed": s, "train_seconds": secs / len(missing),
+                    "test_accuracy": test_acc[b], "train_accuracy": train_acc[b],
+                    "n_test": int(data.x_test.shape[0])}
+            write_json(d / "model.json", info)
+            # what `metaplastic attack --model DIR` reads to find the test images
+            write_json(d / "config.json", {"dataset": setup.dataset, "n_train": setup.n_train,
+                                           "n_test": int(data.x_test.shape[0]), "seed": setup.data_seed,
+                                           "network_seed": s, "model": name})
+            out[name][s] = (load_model(d), info)
+        log(f"[robustness] trained {name} seeds {missing} in {secs:.0f} s, test accuracy "
+            + ", ".join(f"{a:.3f}" for a in test_acc))
+    return out
+
+
+def scaled(model, c: float):
+    """A copy of a SimpleRNN with U multiplied by c (any other module: logits times c)."""
+    if isinstance(model, SimpleRNN):
+        m = copy.deepcopy(model)
+        m.U.mul_(c)
+        return m
+
+    class _Scaled(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, x):
+            return self.inner(x) * c
+    return _Scaled(model)
+
+
+def round_activity(model, x, n: int = 500) -> dict | None:
+    """Fraction of units firing in each round, and of images whose final hidden state equals
+    round 1's (a T>1 network whose rounds collapse computes what T=1 does).  None at T=1."""
+    cfg = getattr(model, "config", None)
+    if cfg is None or getattr(cfg, "rounds", 1) < 2 or not hasattr(model, "W"):
+        return None
+    from .network import run_rounds
+    states = []
+    with torch.no_grad():
+        P = (x[:n].to(model.A.dtype) @ model.A)[None]
+        run_rounds(P, model.W[None], cfg.k, cfg.rounds, states=states)
+    return {"firing": [float((h > 0).float().mean()) for h in states],
+            "last_equals_first": float((states[-1] == states[0]).all(-1).float().mean()),
+            "n": int(min(n, x.shape[0]))}
+
+
+def is_capped(model) -> bool:
+    cfg = getattr(model, "config", None)
+    return cfg is not None and getattr(cfg, "k", None) is not None and hasattr(model, "U")
+
+
+# --------------------------------------------------------------------------- #
+# The protocol
+# --------------------------------------------------------------------------- #
+
+def evaluate(model, x, y, proto: Protocol, *, source=None, seed: int = 0, standalone: bool = True,
+             eps0: bool = True, fig_images: int = 8, log=None) -> dict:
+    """Robust accuracy of ``model`` on ``x, y`` under every attack of ``proto`` (module docstring).
+
+    Returns a JSON-able dict: clean correctness, per-image first-broken eps
+    index (``len(eps)`` = never) for the worst case and per attack, curves,
+    counts, per-attack costs, zero-gradient fractions and the adversarial
+    inputs of the first ``fig_images`` images.  The stored adversarial inputs of
+    all broken images are re-verified at the end (``in_ball``).
+    """
+    t_start = time.perf_counter()
+    N = x.shape[0]
+    eps = [float(e) for e in proto.eps]
+    if eps != sorted(eps) or any(e <= 0 for e in eps):
+        raise MetaplasticError("the eps grid must be increasing and positive (eps = 0 is checked separately)")
+    J = len(eps)
+    NEVER = J
+    budget = proto.budget()
+    gen = torch.Generator().manual_seed(int(seed))
+    pred = at.predict(model, x)
+    correct = pred == y
+    capped = is_capped(model)
+    attacks = [a for a in ORDER if a in proto.attacks
+               and not (a in ("bpda-st", "bpda-soft") and not capped)
+               and not (a == "transfer" and source is None)]
+    skipped = {a: ("cap-free model: BPDA equals plain APGD" if a.startswith("bpda") else "no source model")
+               for a in proto.attacks if a not in attacks}
+    cost = {a: {"seconds": 0.0, "grads": 0, "queries": 0, "zero_grads": 0, "calls": 0} for a in attacks}
+    paper_ratios = []
+
+    def attack(a, idx, e, bud=budget):
+        if idx.numel() == 0:
+            return torch.zeros(0, dtype=torch.bool), x[:0]
+        t0 = time.perf_counter()
+        r = at.run_attack(a, model, x[idx], y[idx], e, generator=gen, source=source, budget=bud,
+                          reference=x, reference_pred=pred)
+        c = cost[a]
+        c["seconds"] += time.perf_counter() - t0
+        c["grads"] += r.grads + r.stats.get("source_grads", 0)
+        c["queries"] += r.queries
+        c["zero_grads"] += r.zero_grads
+        c["calls"] += 1
+        if a == "paper" and r.stats.get("median_step_over_eps") is not None:
+            paper_ratios.append(r.stats["median_step_over_eps"])
+        return r.success, r.x_adv
+
+    # -- eps = 0: every attack, short budgets, all correctly classified images
+    eps0_broken = {}
+    if eps0:
+        idx = correct.nonzero()[:, 0]
+        for a in attacks:
+            s, xa = attack(a, idx, 0.0, {**budget, **EPS0_BUDGET})
+            at.check_ball(xa, x[idx], 0.0)
+            eps0_broken[a] = int(s.sum())
+
+    # -- main sweep over the eps grid
+    first = {a: torch.full((N,), NEVER, dtype=torch.long) for a in attacks}
+    worst = torch.full((N,), NEVER, dtype=torch.long)
+    adv = x.clone()
+    adv_by = [""] * N
+    nes_mask = torch.zeros(N, dtype=torch.bool)
+    nes_mask[correct.nonzero()[:, 0][:proto.nes_images]] = True
+    survivors = []
+    for j, e in enumerate(eps):
+        S = correct & (worst == NEVER)
+        paper_todo = correct & (first["paper"] == NEVER) if "paper" in first else torch.zeros(N, dtype=torch.bool)
+        survivors.append(int(S.sum()))
+        if not bool(S.any()) and not bool(paper_todo.any()):
+            break
+        bF = torch.zeros(N, dtype=torch.bool)
+        bG = torch.zeros(N, dtype=torch.bool)
+        bnow = torch.zeros(N, dtype=torch.bool)
+        for a in attacks:
+            if a == "paper":
+                cand = paper_todo
+            elif a in at.GRADIENT:
+                cand = S & ~bG
+            elif a == "nes":
+                cand = S & nes_mask & ~bnow
+            elif a in at.GRADIENT_FREE:
+                cand = S & ~bG & ~bF  # what the own gradients left: any success here is a masking sign
+            else:
+                cand = S & ~bnow
+            idx = cand.nonzero()[:, 0]
+            succ, xa = attack(a, idx, e)
+            hit = idx[succ]
+            xh = xa[succ]
+            first[a][hit] = j
+            inS = S[hit]
+            hit, xh = hit[inS], xh[inS]
+            new = ~bnow[hit]
+            for i, row in zip(hit[new].tolist(), xh[new]):
+                adv[i] = row
+                adv_by[i] = a
+            bnow[hit] = True
+            if a in at.GRADIENT:
+                bG[hit] = True
+            if a in at.GRADIENT_FREE:
+                bF[hit] = True
+        worst[bnow] = j
+        if log:
+            log(f"    eps {e:g}: {int(S.sum())} survivors, {int(bnow.sum())} broken "
+                f"({time.perf_counter() - t_start:.0f} s)")
+    worst_main = worst.clone()
+
+    # -- stand-alone per-attack sweeps on the first per_attack_images images
+    P = torch.zeros(N, dtype=torch.bool)
+    P[:min(proto.per_attack_images, N)] = True
+    alone = {}
+    if standalone and proto.per_attack_images > 0:
+        for a in attacks:
+            if a == "paper":
+                alone[a] = first[a].clone()
+                continue
+            f = torch.full((N,), NEVER, dtype=torch.long)
+            for j, e in enumerate(eps):
+                cand = P & correct & (f == NEVER)
+                if a == "nes":
+                    cand &= nes_mask
+                idx = cand.nonzero()[:, 0]
+                if idx.numel() == 0:
+                    break
+                succ, xa = attack(a, idx, e)
+                hit = idx[succ]
+                f[hit] = j
+                for i, row in zip(hit.tolist(), xa[succ]):
+                    if j < int(worst[i]):
+                        worst[i] = j
+                        adv[i] = row
+                        adv_by[i] = a + " (stand-alone)"
+            alone[a] = f
+
+    # -- re-verify every stored adversarial input
+    broken = (worst < NEVER).nonzero()[:, 0]
+    in_ball_fail = 0
+    if broken.numel():
+        e_b = torch.tensor([eps[int(j)] for j in worst[broken]], dtype=torch.float64)
+        dist = (adv[broken].double() - x[broken].double()).norm(dim=1)
+        outside = (dist > e_b + at.TOL) | (adv[broken].amin(1) < 0) | (adv[broken].amax(1) > 1)
+        still = at.predict(model, adv[broken]) != y[broken]
+        in_ball_fail = int((outside | ~still).sum())
+
+    def curve(firsts, mask):
+        n = int(mask.sum())
+        ks = [int((mask & correct & (firsts > j)).sum()) for j in range(J)]
+        return {"n": n, "clean": int((mask & correct).sum()), "robust": ks}
+
+    allmask = torch.ones(N, dtype=torch.bool)
+    G_first = torch.stack([first[a] for a in attacks if a in at.GRADIENT]).amin(0) \
+        if any(a in at.GRADIENT for a in attacks) else torch.full((N,), NEVER)
+    F_first = torch.stack([first[a] for a in attacks if a in at.GRADIENT_FREE]).amin(0) \
+        if any(a in at.GRADIENT_FREE for a in attacks) else torch.full((N,), NEVER)
+    A_first = torch.stack([first[a] for a in attacks if a in at.ADAPTIVE]).amin(0) \
+        if any(a in at.ADAPTIVE for a in attacks) else torch.full((N,), NEVER)
+    conflicts = correct & (F_first < G_first)
+    adaptive_beats = correct & (A_first < G_first)
+    if alone:
+        Ga = [alone[a] for a in attacks if a in at.GRADIENT]
+        Fa = [alone[a] for a in attacks if a in at.GRADIENT_FREE]
+        if Ga and Fa:
+            conflicts_alone = P & correct & (torch.stack(Fa).amin(0) < torch.stack(Ga).amin(0))
+        else:
+            conflicts_alone = torch.zeros(N, dtype=torch.bool)
+    else:
+        conflicts_alone = torch.zeros(N, dtype=torch.bool)
+    correct_idx = correct.nonzero()[:, 0]
+    zg = at.zero_gradient_fractions(model, x[correct_idx], y[correct_idx]) if correct_idx.numel() else {}
+    fig = []
+    for i in range(min(fig_images, N)):
+        j = int(worst[i])
+        fig.append({"index": i, "label": int(y[i]), "pred": int(pred[i]),
+                    "eps": eps[j] if j < NEVER else None, "attack": adv_by[i] if j < NEVER else None,
+                    "adv_pred": int(at.predict(model, adv[i:i + 1])[0]),
+                    "x": [round(float(v), 4) for v in x[i]],
+                    "adv": [round(float(v), 4) for v in adv[i]]})
+    res = {
+        "eps": eps, "n": N, "clean_correct": int(correct.sum()),
+        "correct": correct.int().tolist(),
+        "worst_first": worst.tolist(), "worst_main_first": worst_main.tolist(),
+        "first": {a: f.tolist() for a, f in first.items()},
+        "standalone_first": {a: f.tolist() for a, f in alone.items()},
+        "standalone_n": int(P.sum()) if alone else 0,
+        "curves": {"worst": curve(worst, allmask), "worst_main": curve(worst_main, allmask),
+                   "paper": curve(first["paper"], allmask) if "paper" in first else None,
+                   "standalone": {a: curve(f, P) for a, f in alone.items()}},
+        "survivors_per_eps": survivors,
+        "eps0_broken": eps0_broken,
+        "in_ball_failures": in_ball_fail,
+        "broken_by": {a: sum(1 for b in adv_by if b == a) for a in set(adv_by) if a},
+        "masking": {"gradient_free_before_gradient": int(conflicts.sum()),
+                    "gradient_free_before_gradient_standalone": int(conflicts_alone.sum()),
+                    "adaptive_before_gradient": int(adaptive_beats.sum()),
+                    "examples": conflicts.nonzero()[:, 0][:20].tolist()},
+        "zero_gradients": zg,
+        "paper_median_step_over_eps": (sorted(paper_ratios)[len(paper_ratios) // 2] if paper_ratios else None),
+        "cost": cost, "skipped": skipped, "attacks": attacks,
+        "fig": fig, "seconds": time.perf_counter() - t_start,
+    }
+    return res
+
+
+def rate(curve: dict, j: int) -> float:
+    return curve["robust"][j] / curve["n"] if curve and curve["n"] else float("nan")
+
+
+def scale_check(model, x, y, proto: Protocol, main: dict, *, source=None, seed: int = 0) -> dict:
+    """Worst-case robust accuracy with U scaled by each of ``proto.scale_factors`` (first
+    ``scale_images`` images, main sweep only) against the unscaled main sweep on the same images."""
+    K = min(proto.scale_images, x.shape[0])
+    if K == 0 or not proto.scale_factors:
+        return {"factors": {}, "max_abs_diff": 0.0, "n": 0}
+    J = len(proto.eps)
+    ref_first = torch.tensor(main["worst_main_first"][:K])
+    ref_corr = torch.tensor(main["correct"][:K]).bool()
+    ref = [int((ref_corr & (ref_first > j)).sum()) / K for j in range(J)]
+    ref_paper = [int((ref_corr & (torch.tensor(main["first"]["paper"][:K]) > j)).sum()) / K
+                 for j in range(J)] if "paper" in main["first"] else None
+    out = {"n": K, "reference": ref, "reference_paper": ref_paper, "factors": {}}
+    worst_diff = 0.0
+    for c in proto.scale_factors:
+        r = evaluate(scaled(model, c), x[:K], y[:K], proto, source=source, seed=seed + 7919,
+                     standalone=False, eps0=False, fig_images=0)
+        w = [rate(r["curves"]["worst_main"], j) for j in range(J)]
+        pp = [rate(r["curves"]["paper"], j) for j in range(J)] if r["curves"]["paper"] else None
+        diff = max(abs(a - b) for a, b in zip(w, ref))
+        worst_diff = max(worst_diff, diff)
+        out["factors"][str(c)] = {"worst": w, "paper": pp, "max_abs_diff": diff,
+                                  "zero_gradients": r["zero_gradients"], "seconds": r["seconds"]}
+    out["max_abs_diff"] = worst_diff
+    return out
+
+
+def gates(res: dict, proto: Protocol, scale: dict | None) -> dict:
+    """The sanity gates of one evaluated model: ``{gate: {"ok": bool, "detail": str}}``."""
+    g = {}
+    J = len(res["eps"])
+    clean = res["clean_correct"] / res["n"]
+    b0 = sum(res["eps0_broken"].values()) if res["eps0_broken"] else 0
+    g["eps0"] = {"ok": b0 == 0 and bool(res["eps0_broken"]),
+                 "detail": (f"robust at eps=0 = {(res['clean_correct'] - b0) / res['n']:.4f}, "
+                            f"clean = {clean:.4f}; attacks run at eps=0: "
+                            f"{', '.join(res['eps0_broken']) or 'none'}")}
+    bad = []
+    for name, c in [("worst", res["curves"]["worst"]), ("paper", res["curves"]["paper"])] + \
+            [(a, c) for a, c in res["curves"]["standalone"].items()]:
+        if not c:
+            continue
+        seq = [c["clean"]] + c["robust"]
+        if any(b > a for a, b in zip(seq, seq[1:])):
+            bad.append(name)
+    g["monotone"] = {"ok": not bad, "detail": "non-increasing" if not bad else "increases: " + ", ".join(bad)}
+    big = rate(res["curves"]["worst"], J - 1)
+    g["large_eps"] = {"ok": big <= proto.large_eps_max,
+                      "detail": f"worst-case robust accuracy {big:.3f} at eps={res['eps'][-1]:g} "
+                                f"(gate: <= {proto.large_eps_max})"}
+    g["in_ball"] = {"ok": res["in_ball_failures"] == 0,
+                    "detail": f"{res['in_ball_failures']} stored adversarial inputs failed re-verification "
+                              f"(within eps + 1e-6, in [0,1], misclassified)"}
+    m = res["masking"]
+    nconf = m["gradient_free_before_gradient"] + m["gradient_free_before_gradient_standalone"]
+    g["masking"] = {"ok": nconf == 0,
+                    "detail": (f"{m['gradient_free_before_gradient']} images (main sweep) and "
+                               f"{m['gradient_free_before_gradient_standalone']} (stand-alone subset) broken by "
+                               f"a gradient-free attack at a smaller eps than by every own-gradient attack; "
+                               f"adaptive attacks (BPDA/transfer) beat own gradients on "
+                               f"{m['adaptive_before_gradient']}")}
+    if scale is not None and scale.get("factors"):
+        g["scale"] = {"ok": scale["max_abs_diff"] <= proto.scale_tolerance,
+                      "detail": (f"U x {', '.join(scale['factors'])}: largest change of worst-case robust "
+                                 f"accuracy over the grid {scale['max_abs_diff']:.3f} on {scale['n']} images "
+                                 f"(gate: <= {proto.scale_tolerance})")}
+    return g
