@@ -4,9 +4,9 @@ import json
 
 import pytest
 import torch
+from conftest import shared_data_dir
 from torch import nn
 
-from conftest import shared_data_dir
 from metaplastic import attacks as at
 from metaplastic import robustness as rb
 from metaplastic.cli import main
@@ -14,7 +14,6 @@ from metaplastic.errors import MetaplasticError
 from metaplastic.learner import Tables, data_orders, train_rules
 from metaplastic.network import NetworkConfig, SimpleRNN, init_networks
 from metaplastic.rules import perceptron_table
-
 
 # --------------------------------------------------------------------------- #
 # projection
@@ -133,7 +132,7 @@ def test_attacks_break_a_linear_model(name):
 
 
 def test_noise_breaks_at_a_large_eps_and_attacks_are_reproducible():
-    model, x, y, dist = _linear_problem()
+    model, x, y, _dist = _linear_problem()
     r = at.noise_attack(model, x, y, 4.0, draws=20, generator=torch.Generator().manual_seed(1))
     assert float(r.success.float().mean()) > 0.5
     a = at.apgd(model, x, y, 0.2, generator=torch.Generator().manual_seed(3), iters=10)

@@ -284,7 +284,7 @@ def paper_attack(model, x, y, eps, *, steps: int = 20, alpha=None, alpha_rel: fl
     from ``x_0 = x``; ``alpha = alpha_rel * eps`` unless given.  Broken when any
     iterate of any target is misclassified.  Deterministic (``generator`` unused).
     """
-    n, dim = x.shape
+    n, _dim = x.shape
     e = _eps_vector(eps, n).to(x.device)
     if n_classes is None:
         n_classes = int(logits_of(model, x[:1]).shape[1]) if n else 2
@@ -378,7 +378,7 @@ def apgd(model, x, y, eps, *, loss: str = "ce", target=None, iters: int = 50,
     elif loss == "dlr-t":
         if target is None:
             raise MetaplasticError("targeted DLR needs target labels")
-        lf = dlr_targeted  # noqa: E731
+        lf = dlr_targeted
     elif loss == "margin":
         def lf(z, yy, tt):
             return -margin(z, yy)
@@ -634,7 +634,7 @@ def blend_attack(model, x, y, eps, *, reference=None, reference_pred=None, k: in
     within the ball).  ``reference`` defaults to ``x`` itself with the model's
     predictions.  Deterministic.
     """
-    n, dim = x.shape
+    n, _dim = x.shape
     e = _eps_vector(eps, n).to(x.device)
     if reference is None:
         reference = x

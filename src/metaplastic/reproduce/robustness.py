@@ -380,7 +380,7 @@ def conclusion(results: dict) -> str:
                        f"(paper: {_pct(PAPER[name][0])} / {_pct(PAPER[name][1])})")
     lines.append("* **The paper's measurement** (its targeted raw-gradient attack alone), robust accuracy at "
                  "eps=2 / eps=4: " + "; ".join(rep) + ".")
-    pa2, pa4 = pt3["paper"]["rate"][j2], pt3["paper"]["rate"][j4]
+    pa2 = pt3["paper"]["rate"][j2]
     w2, w4 = pt3["worst"]["rate"][j2], pt3["worst"]["rate"][j4]
     lines.append(f"* **Against every attack** (worst case) the T=3 plasticity network keeps {_pct(w2)} "
                  f"{_ci(pt3['worst']['ci'][j2])} at eps=2 and {_pct(w4)} {_ci(pt3['worst']['ci'][j4])} at eps=4.")
@@ -579,8 +579,8 @@ def report(results: dict) -> str:
                  "zero (every entry, float32): of the true class's softmax probability, of the cross-entropy, "
                  "and of the logit margin; the same during APGD-CE; the paper attack's median step length "
                  "alpha*||g|| over eps (alpha = eps/4, raw gradient); and the paper attack's robust accuracy at "
-                 f"eps=2 on the scale-check images with U unscaled and scaled (the worst case is gated on "
-                 f"being unchanged).\n\n"
+                 "eps=2 on the scale-check images with U unscaled and scaled (the worst case is gated on "
+                 "being unchanged).\n\n"
                  + md_table(["model", "softmax zero", "CE zero", "logit-margin zero", "APGD-CE zero",
                              "paper step/eps", "paper attack eps=2: U x1; scaled"], rows))
     # costs
