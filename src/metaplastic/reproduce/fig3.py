@@ -13,6 +13,7 @@ networks with a zero graph rule (same output rule), and Adam (lr 1e-2, batch
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 
@@ -86,6 +87,8 @@ def run(out: Path, quick: bool = False) -> dict:
                 te = accuracy(nets, data.x_test, data.y_test).tolist()
                 cell = {"train": summarize(tr), "test": summarize(te), "seconds": time.perf_counter() - t0}
                 results["cells"][f"{mname} :: {ds} :: {meth}"] = cell
+                print(f"[fig3] {mname} / {ds} / {meth}: test {cell['test']['mean']:.3f} "
+                      f"({cell['seconds']:.0f} s)", file=sys.stderr, flush=True)
                 rows.append({"model": mname, "dataset": ds, "method": meth, "test_mean": cell["test"]["mean"],
                              "test_std": cell["test"]["std"], "test_ci95": cell["test"]["ci95"],
                              "train_mean": cell["train"]["mean"], "train_std": cell["train"]["std"],
