@@ -296,6 +296,22 @@ def round_activity(model, x, n: int = 500) -> dict | None:
             "n": int(min(n, x.shape[0]))}
 
 
+def unstable_predictions(model, x, chunk: int = 50) -> dict:
+    """Images whose predicted label depends on the batch they are evaluated in.
+
+    The labels from one batch of all images, from one image at a time and from
+    chunks of ``chunk`` are compared.  Float32 rounding differs between batch
+    shapes; a network whose output jumps under such rounding (the cap's
+    selection flipping at a near-tie) is discontinuous at that image.
+    """
+    with torch.no_grad():
+        full = at.predict(model, x, batch_size=max(1, x.shape[0]))
+        one = torch.cat([model(x[i:i + 1]).argmax(1) for i in range(x.shape[0])]) if x.shape[0] else full
+        part = at.predict(model, x, batch_size=chunk)
+    bad = ((one != full) | (part != full)).nonzero()[:, 0]
+    return {"count": int(bad.numel()), "indices": bad[:20].tolist(), "n": int(x.shape[0])}
+
+
 def is_capped(model) -> bool:
     cfg = getattr(model, "config", None)
     return cfg is not None and getattr(cfg, "k", None) is not None and hasattr(model, "U")
@@ -543,10 +559,17 @@ def gates(res: dict, proto: Protocol, scale: dict | None) -> dict:
     J = len(res["eps"])
     clean = res["clean_correct"] / res["n"]
     b0 = sum(res["eps0_broken"].values()) if res["eps0_broken"] else 0
+    un = res.get("unstable")
     g["eps0"] = {"ok": b0 == 0 and bool(res["eps0_broken"]),
                  "detail": (f"robust at eps=0 = {(res['clean_correct'] - b0) / res['n']:.4f}, "
                             f"clean = {clean:.4f}; attacks run at eps=0: "
-                            f"{', '.join(res['eps0_broken']) or 'none'}")}
+                            f"{', '.join(res['eps0_broken']) or 'none'}"
+                            + (f"; broken at eps=0 by: "
+                               f"{', '.join(f'{a} {k}' for a, k in res['eps0_broken'].items() if k)}" if b0 else "")
+                            + (f"; the predicted label of {un['count']} unperturbed image(s) (e.g. #{un['indices'][0]}) "
+                               "changes with the batch it is evaluated in -- float32 rounding flips the network's "
+                               "output there, so an attack that returns x itself can count it as broken"
+                               if un and un["count"] else ""))}
     bad = []
     for name, c in [("worst", res["curves"]["worst"]), ("paper", res["curves"]["paper"])] + \
             [(a, c) for a, c in res["curves"]["standalone"].items()]:

@@ -135,6 +135,8 @@ def run(out: Path, quick: bool = False, **overrides) -> dict:
                 if (old.get("protocol_key") == proto_key and old.get("n") == int(x.shape[0])
                         and old.get("spec") == info.get("spec")):
                     old["rounds"] = rb.round_activity(model, x)
+                    old["unstable"] = rb.unstable_predictions(model, x)
+                    old["gates"] = rb.gates(old, proto, old.get("scale"))
                     evals[(name, s)] = old
                     continue
             log(f"[robustness] {name} seed {s}: attacking {x.shape[0]} images")
@@ -143,6 +145,7 @@ def run(out: Path, quick: bool = False, **overrides) -> dict:
                               fig_images=int(cfg["fig_images"]))
             sc = rb.scale_check(model, x, y, proto, res, source=source, seed=seed)
             res["scale"] = sc
+            res["unstable"] = rb.unstable_predictions(model, x)
             res["gates"] = rb.gates(res, proto, sc)
             res["model"] = name
             res["seed"] = s
@@ -213,6 +216,7 @@ def summarize(cfg, proto, evals, seeds, names, train_seconds, trained) -> dict:
             "skipped": rs[0]["skipped"],
             "survivors_per_eps": [r["survivors_per_eps"] for r in rs],
             "rounds": rs[0].get("rounds"),
+            "unstable": [r.get("unstable") for r in rs],
         }
     recorded = sum(sum(m["train_seconds"]) for m in models.values())
     return {"config": cfg, "eps": list(proto.eps), "models": models, "order": list(models), "seeds": seeds,
@@ -475,6 +479,13 @@ def conclusion(results: dict) -> str:
         lines.append("* The paper's raw-gradient attack is not invariant to the logit scale (the argmax, and so "
                      "robustness, is): its robust accuracy at eps=2 on the scale-check images moves with U -- "
                      + "; ".join(moved) + " -- while the worst case stays within the scale gate.")
+    unst = [(m["label"], sum(u["count"] for u in m.get("unstable") or [] if u))
+            for m in models.values()]
+    unst = [u for u in unst if u[1]]
+    if unst:
+        lines.append("* Discontinuity at float32 precision: the predicted label of some unperturbed test images "
+                     "changes with the batch they are evaluated in (rounding flips the cap's selection): "
+                     + "; ".join(f"{lab}: {k} image(s)" for lab, k in unst) + ".")
     nfail = sum(1 for m in models.values() for g in m["gates"].values() for v in g.values() if not v["ok"])
     lines.append("* Sanity gates: " + ("all passed." if nfail == 0 else f"{nfail} failure(s), listed below."))
     if w2 >= 0.3 and better:
