@@ -505,7 +505,8 @@ def evaluate(model, x, y, proto: Protocol, *, source=None, seed: int = 0, standa
         "standalone_n": int(P.sum()) if alone else 0,
         "curves": {"worst": curve(worst, allmask), "worst_main": curve(worst_main, allmask),
                    "paper": curve(first["paper"], allmask) if "paper" in first else None,
-                   "standalone": {a: curve(f, P) for a, f in alone.items()}},
+                   "standalone": {a: curve(f, nes_subset(correct, proto.nes_images, proto.per_attack_images)
+                                           if a == "nes" else P) for a, f in alone.items()}},
         "survivors_per_eps": survivors,
         "eps0_broken": eps0_broken,
         "in_ball_failures": in_ball_fail,
@@ -520,6 +521,29 @@ def evaluate(model, x, y, proto: Protocol, *, source=None, seed: int = 0, standa
         "fig": fig, "seconds": time.perf_counter() - t_start,
     }
     return res
+
+
+def nes_subset(correct: torch.Tensor, nes_images: int, per_attack_images: int) -> torch.Tensor:
+    """The first images of the evaluation set whose correctly classified members NES attacks.
+
+    NES runs on the first ``nes_images`` correctly classified images; its
+    stand-alone curve is over the leading images up to the last of those (and
+    at most ``per_attack_images``), so that every correct image in it was attacked.
+    """
+    idx = correct.nonzero()[:, 0][:nes_images]
+    cut = int(idx[-1]) + 1 if idx.numel() else 0
+    return torch.arange(correct.shape[0]) < min(cut, per_attack_images)
+
+
+def standalone_curve(res: dict, a: str, proto: Protocol) -> dict:
+    """Stand-alone curve of attack ``a`` from the per-image results of :func:`evaluate`."""
+    correct = torch.tensor(res["correct"]).bool()
+    f = torch.tensor(res["standalone_first"][a])
+    N, J = correct.shape[0], len(res["eps"])
+    mask = (nes_subset(correct, proto.nes_images, proto.per_attack_images) if a == "nes"
+            else torch.arange(N) < min(proto.per_attack_images, N))
+    return {"n": int(mask.sum()), "clean": int((mask & correct).sum()),
+            "robust": [int((mask & correct & (f > j)).sum()) for j in range(J)]}
 
 
 def rate(curve: dict, j: int) -> float:

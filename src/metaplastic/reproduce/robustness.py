@@ -134,6 +134,8 @@ def run(out: Path, quick: bool = False, **overrides) -> dict:
                 old = json.loads(path.read_text())
                 if (old.get("protocol_key") == proto_key and old.get("n") == int(x.shape[0])
                         and old.get("spec") == info.get("spec")):
+                    for a in old.get("standalone_first", {}):  # recomputed: older runs counted NES differently
+                        old["curves"]["standalone"][a] = rb.standalone_curve(old, a, proto)
                     old["rounds"] = rb.round_activity(model, x)
                     old["unstable"] = rb.unstable_predictions(model, x)
                     old["gates"] = rb.gates(old, proto, old.get("scale"))
@@ -556,9 +558,14 @@ def report(results: dict) -> str:
                 c = m["standalone"].get(a)
                 r.append(f"{_pct(c['rate'][j2])} / {_pct(c['rate'][j4])}" if c else "n/a")
             rows.append(r)
+        nes_n = sorted({c["n"] for m in models.values() for a, c in m["standalone"].items() if a == "nes"})
         parts.append(f"### Per attack (stand-alone on the first {results['standalone_n']} images; eps=2 / eps=4)\n\n"
                      "Each attack alone, swept over the eps grid on its own survivors. n/a: BPDA on a cap-free "
-                     "network (it would equal plain APGD).\n\n" + md_table(["model"] + attacks, rows))
+                     "network (it would equal plain APGD)."
+                     + (f" NES: on the first {', '.join(map(str, nes_n))} images (those holding the "
+                        f"{cfg['nes_images']} correctly classified images it attacks; pooled over seeds)."
+                        if nes_n else "")
+                     + "\n\n" + md_table(["model"] + attacks, rows))
     # gates
     rows, fails = [], []
     for name, m in models.items():
