@@ -33,20 +33,13 @@ from .learner import Scheme, Tables, data_orders, train_rules
 from .meta import ESTIMATOR_FNS, ESTIMATORS, LOSSES, MetaBatch, RuleSet
 from .network import NetworkConfig, accuracy, init_networks
 from .rules import MLPRule, TableRule
+from .runner import TaskSpec
 
 CURVE_FIELDS = ("step", "loss", "accuracy", "trainings", "seconds")
 
 
 @dataclass
-class MetaConfig:
-    dataset: str = "halfspace"
-    n_train: int = 10000
-    n_test: int = 10000
-    vertices: int = 100
-    cap: int = 50
-    rounds: int = 1
-    p: float = 0.5
-    input_weights: str = "normal"
+class MetaConfig(TaskSpec):
     learn: str = "output"            # output | graph | both
     rule_kind: str = "table"         # table | mlp
     mode: str = "additive"           # additive | multiplicative

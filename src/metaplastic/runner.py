@@ -24,7 +24,9 @@ GD_CHOICES = ("none", "output", "all")
 
 
 @dataclass
-class TrainJob:
+class TaskSpec:
+    """The data and the network: the fields every job shares (train, learn-rule)."""
+
     dataset: str = "halfspace"
     n_train: int = 10000
     n_test: int = 10000
@@ -33,6 +35,10 @@ class TrainJob:
     rounds: int = 1
     p: float = 0.5
     input_weights: str = "normal"
+
+
+@dataclass
+class TrainJob(TaskSpec):
     graph_rule: str = "none"
     output_rule: str = "perceptron"
     update_on: str = "misclassified"

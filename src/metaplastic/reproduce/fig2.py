@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from ..data import load_dataset
+from ..errors import MetaplasticError
 from ..learner import Scheme, Tables, data_orders, train_gd
 from ..network import NetworkConfig, accuracy, init_networks
 from .common import accuracy_curve, finish, fmt_pm, md_table, pyplot, save_fig, summarize
@@ -39,7 +40,7 @@ def run(out: Path, quick: bool = False) -> dict:
                    seeds=[0, 1], batch_sizes=[1, 10])
     try:
         data = load_dataset(cfg["dataset"], n_train=cfg["n_train"], n_test=cfg["n_test"], seed=0)
-    except Exception as e:  # MNIST missing: say so, run on halfspace at full size instead
+    except MetaplasticError as e:  # MNIST missing: say so, run on halfspace at full size instead
         cfg["note"] = f"MNIST unavailable ({e}); ran on halfspace"
         cfg["dataset"] = "halfspace"
         data = load_dataset("halfspace", n_train=cfg["n_train"], n_test=cfg["n_test"], seed=0)

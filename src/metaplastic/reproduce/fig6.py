@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from ..data import load_dataset
+from ..errors import MetaplasticError
 from ..learner import Scheme, Tables, data_orders
 from ..network import NetworkConfig, accuracy, init_networks
 from ..rules import perceptron_table
@@ -35,7 +36,7 @@ def run(out: Path, quick: bool = False) -> dict:
                    seeds=[0], points=[100, 400])
     try:
         data = load_dataset(cfg["dataset"], n_train=cfg["n_train"], n_test=cfg["n_test"], seed=0)
-    except Exception as e:
+    except MetaplasticError as e:
         cfg["note"] = f"{cfg['dataset']} unavailable ({e}); ran on relu1"
         cfg["dataset"] = "relu1"
         data = load_dataset("relu1", n_train=cfg["n_train"], n_test=cfg["n_test"], seed=0)

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from ..data import load_dataset
+from ..errors import MetaplasticError
 from ..learner import Scheme, Tables, data_orders, train_rules
 from ..network import NetworkConfig, accuracy, init_networks
 from ..rules import perceptron_table
@@ -59,7 +60,7 @@ def run(out: Path, quick: bool = False) -> dict:
     for ds in cfg["datasets"]:
         try:
             data = load_dataset(ds, n_train=cfg["n_train"], n_test=cfg["n_test"], seed=0)
-        except Exception as e:
+        except MetaplasticError as e:
             results["skipped"][ds] = str(e)
             continue
         for name, m in ms.items():
