@@ -33,7 +33,7 @@ from ..learner import Scheme, Tables, data_orders, train_rules
 from ..network import NetworkConfig, accuracy, init_networks, project, run_rounds
 from ..rules import perceptron_table
 from ..theory import closed_form_weights, mse_loss, mse_optimal_output_rule
-from .common import fmt_pm, md_table, pyplot, save_fig, summarize, write_results
+from .common import finish, fmt_pm, md_table, pyplot, save_fig, summarize
 
 METHODS = {
     "perceptron": "perceptron table, misclassified only, true+predicted rows (default)",
@@ -205,10 +205,7 @@ def run(out: Path, quick: bool = False) -> dict:
                "max_gd_rel_err": max((n["gd_max_rel_err"] for n in checks if "gd" in n), default=None),
                "any_ridge": any(n["ridge"] > 0 for n in checks),
                "seconds": time.perf_counter() - t_start}
-    write_results(out, "closed-form", cfg, results, rows)
-    plot(results, out)
-    results["report"] = report(results)
-    return results
+    return finish(out, "closed-form", cfg, results, rows, plot, report)
 
 
 def plot(results: dict, out: Path) -> None:

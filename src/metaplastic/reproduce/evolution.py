@@ -49,7 +49,7 @@ from ..meta import ESTIMATOR_FNS, RuleSet, meta_loss
 from ..metatrain import MetaConfig, build_rules, draw_batch, evaluate_rules, step_generator
 from ..network import NetworkConfig, Networks, project, run_rounds
 from ..rules import TableRule, perceptron_table
-from .common import md_table, pyplot, save_fig, summarize, write_results
+from .common import finish, md_table, pyplot, save_fig, summarize
 
 PAPER = ("Appendix C gives no numbers; it claims x' = x - theta dL/dx (2 - 2x) + O(theta^2 + eps^2), "
          "\"GD on z = 2x - x^2\"")
@@ -521,10 +521,7 @@ def run(out: Path, quick: bool = False) -> dict:
     for study in ("quadratic", "halfspace"):
         for cell in results[study]["cells"]:
             rows.append({"study": study, **{k: v for k, v in cell.items() if k != "ybar_end"}})
-    write_results(out, "evolution", cfg, results, rows)
-    plot(results, out)
-    results["report"] = report(results)
-    return results
+    return finish(out, "evolution", cfg, results, rows, plot, report)
 
 
 def rules_summary(rr: dict) -> dict:

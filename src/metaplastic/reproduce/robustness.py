@@ -30,7 +30,7 @@ import torch
 
 from .. import robustness as rb
 from ..io import write_json
-from .common import md_table, pyplot, save_fig, write_report, write_results
+from .common import finish, md_table, pyplot, save_fig, write_report
 
 PAPER = {"plastic-T3": (0.60, 0.36), "plastic-T1star": (0.12, 0.00), "plastic-T1": (0.00, 0.00)}
 
@@ -177,9 +177,7 @@ def run(out: Path, quick: bool = False, **overrides) -> dict:
             for a, c in m["standalone"].items():
                 row[f"alone_{a}"] = c["rate"][j]
             rows.append(row)
-    write_results(out, "robustness", cfg, results, rows)
-    plot(results, out)
-    results["report"] = report(results)
+    finish(out, "robustness", cfg, results, rows, plot, report)
     write_report(out, results["report"])
     return results
 

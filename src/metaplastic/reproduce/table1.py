@@ -18,7 +18,7 @@ import torch
 
 from ..io import classic_rule
 from ..theory import classical_perceptron, classical_winnow, train_single_unit
-from .common import md_table, pyplot, save_fig, write_results
+from .common import finish, md_table, pyplot, save_fig
 
 SHOW_COORDS = 5      # weight coordinates drawn in the figure
 SHOW_MISTAKES = 300  # trajectory prefix kept for the figure
@@ -108,10 +108,7 @@ def run(out: Path, quick: bool = False) -> dict:
     max_diff = max(r["max_abs_diff"] for r in rows)
     results = {"config": cfg, "runs": rows, "trajectories": shown, "all_identical": all_identical,
                "max_abs_diff": max_diff, "seconds": time.perf_counter() - t0}
-    write_results(out, "table1", cfg, results, rows)
-    plot(results, out)
-    results["report"] = report(results)
-    return results
+    return finish(out, "table1", cfg, results, rows, plot, report)
 
 
 def plot(results: dict, out: Path) -> None:

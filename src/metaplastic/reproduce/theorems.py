@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from ..theory import ab_rule, trace_ab_unit, train_single_unit
-from .common import md_table, pyplot, save_fig, write_results
+from .common import finish, md_table, pyplot, save_fig
 
 # An exact counterexample to Theorem 3 (found by a search over small cases):
 # n = 5, w* = (3, -4, 2, 0, -1)/sqrt(30) (sum 0, unit), margin 2/sqrt(30).
@@ -273,10 +273,7 @@ def run(out: Path, quick: bool = False) -> dict:
                "seconds": time.perf_counter() - t0}
     rows = [dict(part="theorem3", **{k: v for k, v in r.items() if k != "proof_first_C_violation"})
             for r in grid + grid_nonzero] + [dict(part="theorem4", **r) for r in t4]
-    write_results(out, "theorems", cfg, results, rows)
-    plot(results, out)
-    results["report"] = report(results)
-    return results
+    return finish(out, "theorems", cfg, results, rows, plot, report)
 
 
 def summarize_grid(grid: list, grid_nonzero: list, ce: dict, t4: list) -> dict:
