@@ -174,10 +174,25 @@ def lookup(table: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
     return table[torch.arange(codes.shape[0], device=codes.device)[:, None], codes]
 
 
-def graph_delta(table: torch.Tensor, codes: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    """``[B, V, V]`` with entry ``scale_b * table[c_i, c_j]`` (not yet masked by G)."""
+def one_hot(codes: torch.Tensor, n: int, dtype) -> torch.Tensor:
+    """``F.one_hot(codes, n).to(dtype)`` without its range checks (two
+    reductions and a sync per call, a fifth of a small update's cost); codes
+    come from firing words, so they are in range by construction."""
+    return (codes[..., None] == torch.arange(n, device=codes.device)).to(dtype)
+
+
+def graph_delta(table: torch.Tensor, codes: torch.Tensor, scale: torch.Tensor,
+                out: torch.Tensor | None = None) -> torch.Tensor:
+    """``[B, V, V]`` with entry ``scale_b * table[c_i, c_j]`` (not yet masked by G).
+
+    ``out`` (no autograd): a preallocated ``[B, V, V]`` buffer to write into.
+    At |V|=1000 a fresh 4 MB-per-network result costs as much in page faults
+    as the product itself (an ensemble of 10 updates in 16 ms instead of 34).
+    """
     rows = lookup(table, codes) * scale[:, None, None]               # [B, V, 2^T]
-    onehot = F.one_hot(codes, table.shape[-1]).to(table.dtype)       # [B, V, 2^T]
+    onehot = one_hot(codes, table.shape[-1], table.dtype)            # [B, V, 2^T]
+    if out is not None:
+        return torch.bmm(rows, onehot.transpose(1, 2), out=out)
     return torch.bmm(rows, onehot.transpose(1, 2))
 
 
@@ -188,16 +203,17 @@ def output_gain(h: torch.Tensor) -> torch.Tensor:
 
 def apply_updates(nets: Networks, tables: Tables, words: torch.Tensor, y: torch.Tensor,
                   pred: torch.Tensor, active: torch.Tensor, output_rows: str,
-                  gain: torch.Tensor | None = None) -> None:
+                  gain: torch.Tensor | None = None, work: torch.Tensor | None = None) -> None:
     """One rule update of every active network, in place (A.1 step 3).
 
-    ``gain`` ``[B, V]`` scales each unit's output update (None: 1).
+    ``gain`` ``[B, V]`` scales each unit's output update (None: 1); ``work``
+    is an optional ``[B, V, V]`` scratch buffer for the graph update.
     """
     codes = words.long()
     dtype = nets.U.dtype
     act = active.to(dtype)
     if tables.graph is not None and nets.W is not None:
-        delta = graph_delta(tables.graph, codes, act * tables.graph_eta)
+        delta = graph_delta(tables.graph, codes, act * tables.graph_eta, out=work)
         if tables.graph_mode == "additive":
             nets.W.addcmul_(nets.G, delta)
         else:  # W is zero off the graph, so the factor needs no mask
@@ -208,12 +224,13 @@ def apply_updates(nets: Networks, tables: Tables, words: torch.Tensor, y: torch.
     bi = torch.arange(codes.shape[0], device=codes.device)
     U = nets.U
     if tables.output_mode == "additive":
+        Ut = U.transpose(1, 2)  # [B, l, V] view: row (b, y) is U[b, :, y]; one in-place op per column
         if output_rows == "true-and-predicted":
-            U[bi, :, y] += rows[..., 0]
-            U[bi, :, pred] += rows[..., 1]
+            Ut.index_put_((bi, y), rows[..., 0], accumulate=True)
+            Ut.index_put_((bi, pred), rows[..., 1], accumulate=True)
         else:
             U += rows[..., 1:2]
-            U[bi, :, y] += rows[..., 0] - rows[..., 1]
+            Ut.index_put_((bi, y), rows[..., 0] - rows[..., 1], accumulate=True)
     else:
         if output_rows == "true-and-predicted":
             U[bi, :, y] *= rows[..., 0].exp()
@@ -224,11 +241,13 @@ def apply_updates(nets: Networks, tables: Tables, words: torch.Tensor, y: torch.
 
 
 class FeatureCache:
-    """Input drive of every example per network, or hidden state at T = 1.
+    """Input drive of every example per network, and its first round.
 
     ``x @ A`` does not depend on the plastic weights, so it is computed once in
-    blocks.  When ``B * n * V`` values exceed ``max_bytes`` it is recomputed per
-    chunk instead.
+    blocks; neither does round 1, ``cap_k(relu(x @ A))`` (at T = 1 the whole
+    hidden state), which is cached beside it when both fit.  When ``B * n * V``
+    values exceed ``max_bytes`` they are recomputed per chunk instead.  (Both
+    are row-wise, so a cached row equals a recomputed one bit for bit.)
     """
 
     def __init__(self, nets: Networks, x: torch.Tensor, max_bytes: int, block: int = 2048):
@@ -236,21 +255,28 @@ class FeatureCache:
         self.nets, self.x = nets, x
         self.k, self.t1 = c.k, c.rounds == 1
         B, n, V = nets.batch, x.shape[0], c.vertices
-        self.data = None
-        if B * n * V * nets.A.element_size() <= max_bytes:
+        self.data = self.first = None
+        one = B * n * V * nets.A.element_size()
+        if one <= max_bytes:
             parts = [self._compute(x[i:i + block]) for i in range(0, n, block)]
             self.data = torch.cat(parts, dim=1)
+            if not self.t1 and 2 * one <= max_bytes:
+                self.first = first_round(self.data, self.k)
 
     def _compute(self, xs: torch.Tensor) -> torch.Tensor:
         P = project(xs, self.nets.A)
         return first_round(P, self.k) if self.t1 else P
 
-    def gather(self, ex: torch.Tensor) -> torch.Tensor:
-        """Features of examples ``ex`` ``[B, m]`` -> ``[B, m, V]``."""
+    def gather(self, ex: torch.Tensor):
+        """Features of examples ``ex`` ``[B, m]``: ``(P, h1)``, each ``[B, m, V]``.
+
+        At T = 1 ``P`` is already the hidden state; ``h1`` is None where the
+        first round is not cached (run_rounds computes it).
+        """
         if self.data is not None:
             bi = torch.arange(ex.shape[0], device=ex.device)[:, None]
-            return self.data[bi, ex]
-        return self._compute_batched(self.x[ex])
+            return self.data[bi, ex], (None if self.first is None else self.first[bi, ex])
+        return self._compute_batched(self.x[ex]), None
 
     def _compute_batched(self, xb: torch.Tensor) -> torch.Tensor:
         P = torch.bmm(xb, self.nets.A)
@@ -293,6 +319,9 @@ def train_rules(nets: Networks, x: torch.Tensor, y: torch.Tensor, tables: Tables
     max_chunk = max(2, max_chunk)
     cache = FeatureCache(nets, x, cache_bytes)
     dtype = nets.U.dtype
+    work = None  # scratch for the dense graph update, allocated once
+    if tables.graph is not None and nets.W is not None:
+        work = torch.empty_like(nets.W)
     tables = Tables(tables.output.detach().to(dev, dtype), tables.output_mode, tables.output_eta,
                     None if tables.graph is None else tables.graph.detach().to(dev, dtype),
                     tables.graph_mode, tables.graph_eta)
@@ -307,14 +336,15 @@ def train_rules(nets: Networks, x: torch.Tensor, y: torch.Tensor, tables: Tables
     if record:
         # Preallocated: a step consumes at least one example, so N steps at most.
         # (Appending small tensors step by step fragments the heap: at |V|=1000
-        # and 10,000 examples it held 6 GB of freed chunk buffers.)
+        # and 10,000 examples it held 6 GB of freed chunk buffers.)  Label,
+        # prediction and example index share one tensor: one write per step.
         V = c.vertices
+        ints = torch.zeros(N, 3, B, dtype=torch.long, device=dev)
         rec = UpdateRecord(torch.zeros(N, B, V, dtype=torch.uint8, device=dev),
                            torch.zeros(N, B, dtype=torch.bool, device=dev),
-                           torch.zeros(N, B, dtype=torch.long, device=dev),
-                           torch.zeros(N, B, dtype=torch.long, device=dev),
+                           ints[:, 0], ints[:, 1],
                            torch.zeros(N, B, V, dtype=dtype, device=dev) if valued else None,
-                           torch.zeros(N, B, dtype=torch.long, device=dev),
+                           ints[:, 2],
                            torch.zeros(N, B, c.rounds, V, dtype=dtype, device=dev) if keep_states else None)
     run_avg = 4.0
     arange = torch.arange(max_chunk, device=dev)
@@ -324,49 +354,56 @@ def train_rules(nets: Networks, x: torch.Tensor, y: torch.Tensor, tables: Tables
     done_before = 0
     step = 0
     lo = 0
+    pos_list = [0] * B
     pos_sum = 0
     while lo < N:
         # at least 2 rows (see the module docstring); in the update-on-all
         # scheme only the first row is used
         m = 2 if every else max(2, min(max_chunk, int(2 * run_avg + 1)))
         idx = (pos[:, None] + arange[:m]).clamp_max_(N + max_chunk - 1)
-        valid = idx < N
+        tail = max(pos_list) + m > N  # some chunk reaches past the end of its sequence
+        valid = idx < N if tail else None
         ex = orders_p.gather(1, idx)
         yy = labels_p.gather(1, idx)
-        feats = cache.gather(ex)
+        feats, h1 = cache.gather(ex)
         if t1:  # words of the chosen example only, below
             h, words = feats, None
         else:
             hs = [] if keep_states else None
-            h, words = run_rounds(feats, nets.W, c.k, c.rounds, states=hs)
+            h, words = run_rounds(feats, nets.W, c.k, c.rounds, h1=h1, states=hs)
         pred = torch.bmm(h, nets.U).argmax(-1)
-        wrong = (pred != yy) & valid
         if every:
-            active = valid[:, 0]
             first = torch.zeros(B, dtype=torch.long, device=dev)
+            active = valid[:, 0] if tail else torch.ones(B, dtype=torch.bool, device=dev)
             adv = active.long()
         else:
+            wrong = pred != yy
+            if tail:
+                wrong &= valid
             active = wrong.any(1)
-            first = torch.where(active, wrong.byte().argmax(1), m - 1)
-            adv = torch.where(active, first + 1, valid.sum(1))
-        h_f, y_f, p_f = h[bi, first], yy[bi, first], pred[bi, first]
-        w_f = (h_f != 0).to(torch.uint8) if t1 else words[bi, first]
-        g_f = output_gain(h_f) if valued else None
+            first = wrong.byte().argmax(1)  # 0 where no mistake: consumes the whole chunk (below)
+            adv = torch.where(active, first + 1, valid.sum(1) if tail else m)
+        if B == 1:  # plain indexing (views) instead of gathers: this loop is overhead-bound
+            f0 = int(first)
+            pick = lambda t: t[:, f0]  # noqa: E731
+        else:
+            pick = lambda t: t[bi, first]  # noqa: E731
+        h_f, y_f, p_f = pick(h), pick(yy), pick(pred)
+        w_f = (h_f != 0).to(torch.uint8) if t1 else pick(words)
+        if valued:  # appendix B's chi: h_i where the unit fired, 1 where not
+            g_f = torch.add(h_f, h_f == 0, out=rec.gain[step]) if rec is not None else output_gain(h_f)
+        else:
+            g_f = None
         act_list = active.tolist()
         if any(act_list):
-            apply_updates(nets, tables, w_f, y_f, p_f, active, scheme.output_rows, g_f)
+            apply_updates(nets, tables, w_f, y_f, p_f, active, scheme.output_rows, g_f, work)
         mistakes += (active & (p_f != y_f)) if every else active
         if rec is not None:
             rec.words[step] = w_f
             rec.active[step] = active
-            rec.y[step] = y_f
-            rec.pred[step] = p_f
-            rec.index[step] = ex[bi, first]
-            if valued:
-                rec.gain[step] = g_f
+            torch.stack([y_f, p_f, pick(ex)], out=ints[step])
             if keep_states:
-                for t, hst in enumerate(hs):
-                    rec.states[step, :, t] = hst[bi, first]
+                torch.stack([pick(hst) for hst in hs], 1, out=rec.states[step])
         pos += adv
         pos_list = pos.tolist()
         lo = min(pos_list)

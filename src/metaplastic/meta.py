@@ -60,7 +60,7 @@ import torch
 import torch.nn.functional as F
 
 from .errors import MetaplasticError
-from .learner import (Scheme, Tables, graph_delta, lookup, output_gain, output_selector,
+from .learner import (Scheme, Tables, graph_delta, lookup, one_hot, output_gain, output_selector,
                       train_rules)
 from .network import Networks, project, run_rounds
 
@@ -200,7 +200,7 @@ def replay_gradients(nets: Networks, rec, rules: RuleSet, tables: Tables, dW, dU
             g_graph = torch.zeros(K, K, dtype=dtype, device=dW.device)
             for s0 in range(0, S, chunk):
                 sl = slice(s0, s0 + chunk)
-                Y = F.one_hot(rec.words[sl].long(), K).to(dtype)         # [s, B, V, K]
+                Y = one_hot(rec.words[sl].long(), K, dtype)       # [s, B, V, K]
                 s_, B, V, _ = Y.shape
                 Ya = (Y * act[sl][..., None, None]).permute(1, 2, 0, 3).reshape(B, V, s_ * K)
                 Z = torch.bmm(D, Ya).reshape(B, V, s_, K)               # sum_j D_ij [c_s(j)=l]
@@ -225,27 +225,30 @@ def _graph_sweep(nets: Networks, rec, tables: Tables, dW, dlg, chunk: int = 128)
     mult = tables.graph_mode == "multiplicative"
     Q = G * dW                       # dL/dW_{s+1}, on the graph
     Wc = nets.W.clone()              # W_{s+1}
+    buf = torch.empty_like(Wc)       # [B, V, V] scratch, reused (no page faults per update)
     g = torch.zeros(K, K, dtype=dtype, device=dW.device)
     act = rec.active.to(dtype)
     S = rec.words.shape[0]
     for s1 in range(S, 0, -chunk):
         s0 = max(0, s1 - chunk)
-        Ych = F.one_hot(rec.words[s0:s1].long(), K).to(dtype)      # [s, B, V, K]
+        Ych = one_hot(rec.words[s0:s1].long(), K, dtype)    # [s, B, V, K]
         any_act = rec.active[s0:s1].any(1).tolist()
         for s in range(s1 - 1, s0 - 1, -1):
             if not any_act[s - s0]:
                 continue
             a = act[s]
             Y = Ych[s - s0]
-            base = Q * Wc if mult else Q
+            base = torch.mul(Q, Wc, out=buf) if mult else Q
             C = torch.bmm(Y.transpose(1, 2), torch.bmm(base, Y))    # [B, K, K]
             g += (C * a[:, None, None]).sum(0)
-            delta = G * graph_delta(tables.graph, rec.words[s].long(), a * tables.graph_eta)
-            if mult:
-                Wc = Wc * torch.exp(-delta)
-                Q = Q * torch.exp(delta)
+            delta = graph_delta(tables.graph, rec.words[s].long(), a * tables.graph_eta, out=buf)
+            delta.mul_(G)
+            if mult:                     # W_{s+1} = W_s * exp(delta)
+                delta.exp_()
+                Wc.div_(delta)
+                Q.mul_(delta)
             else:
-                Wc -= delta
+                Wc.sub_(delta)
             hs = rec.states[s]                                         # [B, T, V]
             d = dlg[s]
             us, vs = [], []
@@ -255,7 +258,7 @@ def _graph_sweep(nets: Networks, rec, tables: Tables, dW, dlg, chunk: int = 128)
                 vs.append(dz)
                 if t > 1:
                     d = torch.bmm(Wc, dz[..., None])[..., 0]
-            Q.addcmul_(G, torch.bmm(torch.stack(us, -1), torch.stack(vs, 1)))
+            Q.addcmul_(G, torch.bmm(torch.stack(us, -1), torch.stack(vs, 1), out=buf))
     return g * tables.graph_eta
 
 
