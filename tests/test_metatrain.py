@@ -77,3 +77,20 @@ def test_sigkill_then_resume_gives_the_same_rule_file(tmp_path):
                    timeout=300)
     assert json.loads(out.read_text())["sha256"] == json.loads(ref.read_text())["sha256"]
     assert out.read_text() == ref.read_text()
+
+
+def test_mlp_graph_rule_with_a_zero_start_output_table_keeps_opposite_columns(tmp_path, capsys):
+    """--output-rule-kind table --init-scale 0 beside an MLP graph rule: on a binary
+    task the output table's two columns get opposite gradients, so from zero they
+    stay exact opposites (the common part, which decides multi-class behaviour,
+    stays 0); the graph rule is an MLP."""
+    out = tmp_path / "rule.json"
+    assert main(["learn-rule", *SMALL, "--rounds", "2", "--learn", "both", "--rule-kind", "mlp",
+                 "--output-rule-kind", "table", "--init-scale", "0", "--hidden", "4", "--steps", "5",
+                 "--out", str(out), "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    table = torch.tensor(res["output_table"], dtype=torch.float64)
+    assert table.abs().max() > 0
+    assert torch.allclose(table[:, 0], -table[:, 1], atol=1e-7)
+    assert type(load_rule(out, kind="output")).__name__ == "TableRule"
+    assert type(load_rule(out, kind="graph")).__name__ == "MLPRule"

@@ -44,3 +44,28 @@ def test_rule_learning_experiments_quick(tmp_path):
     rg = relu1_graph(tmp_path, quick=True)
     assert rg["graph_and_output"]["graph_table"] is not None
     assert (tmp_path / "relu1_graph.json").is_file()
+
+
+def test_reproduce_all_runs_sections_in_workers_and_resumes(tmp_path, capsys):
+    """The parallel runner: each section in its own process and folder, a combined
+    report with the wall times, and --resume keeps what finished."""
+    from metaplastic.reproduce.runall import finished, run_all
+    out = tmp_path / "all"
+    assert run_all(out, quick=True, jobs=2, threads=1, names=["table1", "closed-form"]) == 0
+    for n in ("table1", "closed-form"):
+        assert finished(out / n, quick=True) and not finished(out / n, quick=False)
+        assert (out / n / "log.txt").is_file()
+    report = (out / "REPORT.md").read_text()
+    assert report.startswith("# metaplastic: reproduction report") and "| table1 | ok |" in report
+    assert "## " in report.split("| closed-form |")[1]
+    timing = json.loads((out / "timing.json").read_text())
+    assert set(timing["sections"]) == {"table1", "closed-form"} and timing["jobs"] == 2
+    (out / "table1" / "results.json").write_text("{}")  # a kept section is not rerun
+    assert run_all(out, quick=True, jobs=1, names=["table1"], resume=True) == 0
+    assert (out / "table1" / "results.json").read_text() == "{}"
+    assert "finished earlier, kept" in capsys.readouterr().err
+
+
+def test_jobs_only_with_all(tmp_path, capsys):
+    assert main(["reproduce", "table1", "--jobs", "2", "--out", str(tmp_path / "x")]) == 2
+    assert "reproduce all" in capsys.readouterr().err

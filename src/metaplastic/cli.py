@@ -113,6 +113,10 @@ def build_parser() -> argparse.ArgumentParser:
     r = m.add_argument_group("the rules")
     r.add_argument("--learn", choices=["output", "graph", "both"], default="output")
     r.add_argument("--rule-kind", choices=["table", "mlp"], default="table")
+    r.add_argument("--output-rule-kind", choices=["table", "mlp"], default=None,
+                   help="kind of the learned output rule (default: --rule-kind). A table started at zero "
+                        "(--init-scale 0) keeps its two columns exact opposites on a binary task, where "
+                        "their common part gets no gradient yet decides multi-class behaviour")
     r.add_argument("--mode", choices=["additive", "multiplicative"], default="additive")
     r.add_argument("--hidden", type=_positive_int, default=20, help="MLP rule hidden width (default %(default)s)")
     r.add_argument("--eta", type=_finite, default=1e-2, help="step size of the rules (default %(default)s)")
@@ -156,7 +160,12 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--out", default=None, help="run folder (default: a new folder under runs/)")
     rp.add_argument("--quick", action="store_true", help="a reduced version in well under a minute")
     rp.add_argument("--plot-only", action="store_true", help="redraw the figures from the saved results")
-    rp.add_argument("--threads", type=_positive_int, default=None)
+    rp.add_argument("--threads", type=_positive_int, default=None,
+                    help="torch threads (with all: per worker; default cores / jobs)")
+    rp.add_argument("--jobs", type=_positive_int, default=None,
+                    help="with all: sections run in this many worker processes at once (default: the CPU count)")
+    rp.add_argument("--resume", action="store_true",
+                    help="with all: keep the sections of an earlier run in --out that finished")
 
     at = sub.add_parser("attack", help="robust accuracy of one saved network under one L2 attack",
                         description="Attack a network saved by `metaplastic train --out DIR` (member 0) or by "
@@ -253,6 +262,7 @@ def cmd_learn_rule(args) -> int:
     cfg = MetaConfig(dataset=args.dataset, n_train=args.n_train, n_test=args.n_test,
                      vertices=args.vertices, cap=args.cap, rounds=args.rounds, p=args.p,
                      input_weights=args.input_weights, learn=args.learn, rule_kind=args.rule_kind,
+                     output_rule_kind=args.output_rule_kind,
                      mode=args.mode, hidden=args.hidden, eta=args.eta, init_scale=args.init_scale,
                      output_rule=args.output_rule, graph_rule=args.graph_rule, batch=args.batch,
                      eval_on=args.eval_on, loss=args.loss, steps=args.steps,
@@ -285,6 +295,13 @@ def cmd_reproduce(args) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     out = Path(args.out) if args.out else Path("runs") / f"reproduce-{args.name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    if (args.jobs or args.resume) and args.name != "all":
+        raise MetaplasticError("--jobs and --resume apply to 'reproduce all' only")
+    if args.name == "all" and not args.plot_only:
+        from .reproduce.runall import run_all
+        rc = run_all(out, quick=args.quick, jobs=args.jobs, threads=args.threads, resume=args.resume)
+        print(f"wrote {out}/REPORT.md")
+        return rc
     names = list(SECTIONS) if args.name == "all" else [args.name]
     reports = []
     for name in names:
@@ -303,10 +320,15 @@ def cmd_reproduce(args) -> int:
             res = mod.run(sec_out, quick=args.quick)
             print(f"[reproduce] {name} done in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
         write_report(sec_out, res["report"])
-        rel = f"{name}/" if args.name == "all" else ""
-        reports.append(res["report"].replace("](", f"]({rel}"))
-    if args.name == "all":
-        write_report(out, "# metaplastic: reproduction report\n\n" + "\n\n".join(reports))
+        reports.append(res["report"])
+    if args.name == "all":  # --plot-only: redraw every section, keep the combined report's timing table
+        from .reproduce.runall import write_combined
+        timing = {}
+        if (out / "timing.json").is_file():
+            timing = json.loads((out / "timing.json").read_text())
+        write_combined(out, names, timing.get("sections", {n: {"status": "ok"} for n in names}),
+                       timing.get("wall_seconds", 0.0), timing.get("jobs", 1), timing.get("threads", 1),
+                       timing.get("quick", args.quick))
     print(f"wrote {out}/REPORT.md")
     return 0
 

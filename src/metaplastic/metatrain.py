@@ -42,6 +42,7 @@ CURVE_FIELDS = ("step", "loss", "accuracy", "trainings", "seconds")
 class MetaConfig(TaskSpec):
     learn: str = "output"            # output | graph | both
     rule_kind: str = "table"         # table | mlp
+    output_rule_kind: str | None = None  # table | mlp for the output rule (None: as rule_kind)
     mode: str = "additive"           # additive | multiplicative
     hidden: int = 20
     eta: float = 1e-2
@@ -71,6 +72,7 @@ class MetaConfig(TaskSpec):
 
     def validate(self) -> None:
         choices = {"learn": ("output", "graph", "both"), "rule_kind": ("table", "mlp"),
+                   "output_rule_kind": (None, "table", "mlp"),
                    "mode": ("additive", "multiplicative"), "eval_on": ("batch", "heldout"),
                    "loss": LOSSES, "estimator": ESTIMATORS, "dtype": ("float32", "float64")}
         for name, allowed in choices.items():
@@ -97,7 +99,8 @@ def build_rules(cfg: MetaConfig, dtype) -> RuleSet:
     T = cfg.rounds
 
     def learned(kind):
-        if cfg.rule_kind == "mlp":
+        rk = cfg.output_rule_kind if kind == "output" and cfg.output_rule_kind else cfg.rule_kind
+        if rk == "mlp":
             return MLPRule(kind, T, cfg.mode, cfg.eta, hidden=cfg.hidden, generator=g, dtype=dtype)
         return TableRule(kind, T, cfg.mode, cfg.eta, generator=g, init_scale=cfg.init_scale, dtype=dtype)
 
