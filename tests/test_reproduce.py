@@ -69,3 +69,13 @@ def test_reproduce_all_runs_sections_in_workers_and_resumes(tmp_path, capsys):
 def test_jobs_only_with_all(tmp_path, capsys):
     assert main(["reproduce", "table1", "--jobs", "2", "--out", str(tmp_path / "x")]) == 2
     assert "reproduce all" in capsys.readouterr().err
+
+
+def test_fig3_keeps_finished_cells_of_an_interrupted_run(tmp_path, capsys):
+    out = tmp_path / "fig3"
+    assert main(["reproduce", "fig3", "--quick", "--out", str(out)]) == 0
+    partial = json.loads((out / "cells.partial.json").read_text())
+    assert len(partial["cells"]) == len(json.loads((out / "results.json").read_text())["cells"])
+    capsys.readouterr()
+    assert main(["reproduce", "fig3", "--quick", "--out", str(out)]) == 0
+    assert "kept from the interrupted run" in capsys.readouterr().err

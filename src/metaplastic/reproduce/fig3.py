@@ -13,6 +13,7 @@ networks with a zero graph rule (same output rule), and Adam (lr 1e-2, batch
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from pathlib import Path
@@ -21,6 +22,7 @@ import torch
 
 from ..data import load_dataset
 from ..errors import MetaplasticError
+from ..io import write_json
 from ..learner import Scheme, Tables, data_orders, train_gd, train_rules
 from ..network import NetworkConfig, accuracy, init_networks
 from ..rules import perceptron_table
@@ -62,6 +64,19 @@ def run(out: Path, quick: bool = False) -> dict:
                          "graph_T3": None if rules[3].graph is None else rules[3].graph.tolist()}}
     rows = []
     seeds = list(range(cfg["retrainings"]))
+    # Finished cells are saved as they come (a long run that is interrupted
+    # keeps them); a rerun into the same folder with the same configuration
+    # and rules reuses them.
+    partial_path = out / "cells.partial.json"
+    key = {"config": cfg, "rules": results["rules"]}
+    done = {}
+    if partial_path.is_file():
+        try:
+            old = json.loads(partial_path.read_text())
+            if old.get("key") == json.loads(json.dumps(key)):
+                done = old.get("cells", {})
+        except ValueError:
+            pass
     for ds in cfg["datasets"]:
         try:
             data = load_dataset(ds, n_train=cfg["n_train"], n_test=cfg["n_test"], seed=0)
@@ -77,6 +92,12 @@ def run(out: Path, quick: bool = False) -> dict:
                 methods["zero graph rule"] = zero_graph[T]
             methods["GD on output weights"] = None
             for meth, tables in methods.items():
+                name = f"{mname} :: {ds} :: {meth}"
+                if name in done:
+                    cell = results["cells"][name] = done[name]
+                    rows.append(_row(mname, ds, meth, cell))
+                    print(f"[fig3] {mname} / {ds} / {meth}: kept from the interrupted run", file=sys.stderr)
+                    continue
                 t0 = time.perf_counter()
                 nets = init_networks(netcfg, seeds)
                 if tables is None:
@@ -87,16 +108,21 @@ def run(out: Path, quick: bool = False) -> dict:
                 tr = accuracy(nets, data.x_train, data.y_train).tolist()
                 te = accuracy(nets, data.x_test, data.y_test).tolist()
                 cell = {"train": summarize(tr), "test": summarize(te), "seconds": time.perf_counter() - t0}
-                results["cells"][f"{mname} :: {ds} :: {meth}"] = cell
+                results["cells"][name] = cell
+                out.mkdir(parents=True, exist_ok=True)
+                write_json(partial_path, {"key": key, "cells": results["cells"]})
                 print(f"[fig3] {mname} / {ds} / {meth}: test {cell['test']['mean']:.3f} "
                       f"({cell['seconds']:.0f} s)", file=sys.stderr, flush=True)
-                rows.append({"model": mname, "dataset": ds, "method": meth, "test_mean": cell["test"]["mean"],
-                             "test_std": cell["test"]["std"], "test_ci95": cell["test"]["ci95"],
-                             "train_mean": cell["train"]["mean"], "train_std": cell["train"]["std"],
-                             "seconds": cell["seconds"]})
+                rows.append(_row(mname, ds, meth, cell))
                 del nets
     results["seconds"] = time.perf_counter() - t_start
     return finish(out, "fig3", cfg, results, rows, plot, report)
+
+
+def _row(mname: str, ds: str, meth: str, cell: dict) -> dict:
+    return {"model": mname, "dataset": ds, "method": meth, "test_mean": cell["test"]["mean"],
+            "test_std": cell["test"]["std"], "test_ci95": cell["test"]["ci95"],
+            "train_mean": cell["train"]["mean"], "train_std": cell["train"]["std"], "seconds": cell["seconds"]}
 
 
 def word_labels(rounds: int) -> list[str]:
