@@ -145,6 +145,21 @@ def test_theorems_section(theorems):
         if r["status"] == "converged":
             assert r["mistakes"] < r["bound"]
     assert saved["theorem4"] and all(r["mistakes"] > 0 for r in saved["theorem4"])
+    # Theorem 2: convex where U is linear in the rule (PSD Hessian, no midpoint violation)
+    t2 = saved["theorem2"]
+    assert t2["holds_where_linear"]
+    assert t2["schemes"]["all examples, all rows (appendix B)"]["violations"] == 0
+    assert min(t2["hessian_min_over_max_eigenvalue"]) > -1e-9
+    assert "### Theorem 2" in res["report"]
+
+
+def test_theorem2_midpoint_test_catches_a_nonconvex_scheme():
+    """The default scheme (updates on mistakes, true and predicted rows) is not convex in the rule:
+    the midpoint test finds violations, so it is not a test that cannot fail."""
+    from metaplastic.reproduce.theorems import theorem2
+    r = theorem2(dict(seed=0, t2=dict(n=300, V=30, pairs=20, hessians=2)))
+    assert r["schemes"]["mistakes only, true and predicted rows (default)"]["violations"] > 0
+    assert r["schemes"]["all examples, all rows (appendix B)"]["violations"] == 0
 
 
 def test_theorem3_counterexample_never_converges():

@@ -1,8 +1,11 @@
-"""Theorems 1, 3 and 4 (section 3.1 and appendix B): the ``[-a, a; b, -b]`` output rules.
+"""Theorems 1-4 (section 3.1 and appendix B): the output-rule theory.
 
 * Theorem 1 (GD finds the sign pattern ``[-, +; +, -]``) is measured by
   ``python -m metaplastic.experiments.rule_learning theorem1``; this section only
   points there.
+* Theorem 2 (the output-rule problem is convex): measured where U is linear
+  in the rule (updates on all examples to all rows) and where it is not
+  (:func:`theorem2`).
 * Theorem 3: on data in {-1, 1}^n strictly separable by a unit w* with
   ``sum(w*) = 0``, the rule ``[-a, a; b, -b]`` with ``b >= a > 0`` is claimed to
   converge, after fewer than ``2 b^2 n / (a^2 gamma^2)`` mistakes (the proof's last
@@ -251,24 +254,87 @@ def theorem4_runs(cfg: dict, rng: np.random.Generator) -> list[dict]:
     return rows
 
 
+def theorem2(cfg: dict) -> dict:
+    """Theorem 2 (convexity of the output-rule problem), measured.
+
+    The claim holds where the trained U is linear in the rule: updates on all
+    examples to all rows (appendix B), where ``logits = Phi r`` and the
+    cross-entropy of an affine map is convex.  Where updates depend on the
+    network's own decisions (on mistakes only; or the predicted row) the map
+    rule -> U is piecewise linear with rule-dependent pieces and need not be
+    convex.  Measured on halfspace, T = 1 (|V|, k below), float64: (1) the
+    Hessian of the CE in the 4 rule entries at random rules (closed form), and
+    (2) the midpoint test ``L((r1 + r2)/2) <= (L(r1) + L(r2))/2`` on random
+    pairs, with the networks actually trained by each scheme (train_rules, one
+    pass, eta = 1; an ensemble of copies of one network, one rule each).
+    """
+    from ..data import load_dataset
+    from ..learner import Scheme, Tables, data_orders, train_rules
+    from ..network import NetworkConfig, first_round, init_networks, project
+    from ..theory import class_sums, closed_form_features
+    c2 = cfg["t2"]
+    data = load_dataset("halfspace", n_train=c2["n"], n_test=10, seed=0)
+    x, y = data.x_train.double(), data.y_train
+    netcfg = NetworkConfig(d=data.dim, n_classes=2, vertices=c2["V"], cap=c2["V"] // 2, rounds=1)
+    g = torch.Generator().manual_seed(cfg["seed"])
+    pairs = torch.randn(c2["pairs"], 2, 2, 2, generator=g, dtype=torch.float64)   # [P, 2 rules, 2, 2]
+    mids = pairs.mean(1, keepdim=True)
+    rules = torch.cat([pairs, mids], 1).reshape(-1, 2, 2)                      # [3P, 2, 2]
+    B = rules.shape[0]
+    nets = init_networks(netcfg, [cfg["seed"]] * B, dtype=torch.float64)
+    H = first_round(project(x, nets.A[:1]), netcfg.k)[0]                        # [n, V]
+    eta = 1.0 / x.shape[0]
+    Phi = closed_form_features(H, class_sums(H, y, 2), eta)                     # [n, 2, 4]
+
+    def ce_closed(r):
+        return torch.nn.functional.cross_entropy(Phi @ r, y)
+    eigs = [torch.linalg.eigvalsh(torch.autograd.functional.hessian(ce_closed, r.reshape(4)))
+            for r in rules[:c2["hessians"]]]
+    eig = [float(e.min() / e.max().clamp_min(1e-300)) for e in eigs]  # smallest / largest
+    order = data_orders(x.shape[0], 1, [cfg["seed"]]).expand(B, -1).contiguous()
+    schemes = {"all examples, all rows (appendix B)": Scheme("all", "all"),
+               "all examples, true and predicted rows": Scheme("all", "true-and-predicted"),
+               "mistakes only, true and predicted rows (default)": Scheme("misclassified", "true-and-predicted")}
+    out = {"n": x.shape[0], "vertices": c2["V"], "pairs": c2["pairs"],
+           "hessian_min_over_max_eigenvalue": eig, "schemes": {}}
+    for name, scheme in schemes.items():
+        trained = nets.clone()
+        train_rules(trained, x, y, Tables(output=rules, output_eta=eta), order, scheme)
+        logits = H @ trained.U                                                 # [3P, n, 2]
+        L = torch.stack([torch.nn.functional.cross_entropy(lg, y) for lg in logits]).reshape(-1, 3)
+        gap = L[:, 2] - (L[:, 0] + L[:, 1]) / 2        # > 0: the midpoint lies above the chord
+        tol = 1e-9 * L.abs().max()
+        k = int(gap.argmax())
+        out["schemes"][name] = {"violations": int((gap > tol).sum()), "max_gap": float(gap.max()),
+                                "worst_pair": {"r1": pairs[k, 0].tolist(), "r2": pairs[k, 1].tolist(),
+                                               "L1": float(L[k, 0]), "L2": float(L[k, 1]),
+                                               "L_mid": float(L[k, 2])}}
+    lin = out["schemes"]["all examples, all rows (appendix B)"]
+    out["holds_where_linear"] = lin["violations"] == 0 and min(eig) > -1e-9
+    return out
+
+
 def run(out: Path, quick: bool = False) -> dict:
     t0 = time.perf_counter()
     cfg = dict(grids=[dict(n=10, m=200, gamma=0.2, datasets=12), dict(n=8, m=50, gamma=0.1, datasets=60)],
                shift=0.5, max_epochs=400, cross_check=True,
                ab=[(1.0, 1.0), (1.0, 1.25), (1.0, 1.5), (1.0, 2.0), (1.0, 3.0), (1.0, 5.0), (1.0, 10.0)],
                ce_epochs=400, t4_n=10, t4_m=400, t4_flips=[0.0, 0.05, 0.1, 0.2], t4_datasets=4,
-               t4_gammas=[0.25, 0.5], t4_ab=[(1.0, 1.0), (1.0, 2.0), (1.0, 4.0)], seed=0)
+               t4_gammas=[0.25, 0.5], t4_ab=[(1.0, 1.0), (1.0, 2.0), (1.0, 4.0)], seed=0,
+               t2=dict(n=2000, V=100, pairs=60, hessians=20))
     if quick:
         cfg.update(grids=[dict(n=8, m=50, gamma=0.1, datasets=3)], max_epochs=30,
                    ab=[(1.0, 1.0), (1.0, 2.0), (1.0, 5.0)], ce_epochs=40, t4_m=100, t4_flips=[0.0, 0.1],
-                   t4_datasets=1, t4_gammas=[0.5], t4_ab=[(1.0, 1.0), (1.0, 2.0)])
+                   t4_datasets=1, t4_gammas=[0.5], t4_ab=[(1.0, 1.0), (1.0, 2.0)],
+                   t2=dict(n=300, V=30, pairs=20, hessians=5))
     rng = np.random.default_rng(cfg["seed"])
     ce = counterexample(cfg)
     grid = [r for st in cfg["grids"] for r in random_grid(cfg, st, True, rng)]
     grid_nonzero = [r for st in cfg["grids"] for r in random_grid(cfg, st, False, rng)]
     scale = scale_check(cfg, rng)
     t4 = theorem4_runs(cfg, rng)
-    results = {"config": cfg, "counterexample": ce, "grid": grid, "grid_sum_nonzero": grid_nonzero,
+    t2 = theorem2(cfg)
+    results = {"config": cfg, "theorem2": t2, "counterexample": ce, "grid": grid, "grid_sum_nonzero": grid_nonzero,
                "scale_check": scale, "theorem4": t4, "summary": summarize_grid(grid, grid_nonzero, ce, t4),
                "seconds": time.perf_counter() - t0}
     rows = [dict(part="theorem3", **{k: v for k, v in r.items() if k != "proof_first_C_violation"})
@@ -472,14 +538,37 @@ def report(results: dict) -> str:
                                 f"{max(r['ratio_paper'] for r in rs):.3f}",
                                 f"{max(r['ratio_squared'] for r in rs):.3f}",
                                 f"{np.mean([r['freund_schapire'] for r in rs]):.0f}"])
+    t2 = results.get("theorem2")
+    t2_text = ""
+    if t2:
+        t2_rows = [[k, f"{v['violations']} of {t2['pairs']}", f"{v['max_gap']:.3g}"] for k, v in t2["schemes"].items()]
+        t2_text = (
+            "### Theorem 2\n\n"
+            "'Finding the output rule that minimizes the cross-entropy is a convex problem.' True where the "
+            "trained U is a linear function of the rule: updates on every example to every row (appendix B; "
+            "the logits are then Phi r, and the cross-entropy of an affine map is convex). Not true in general "
+            "where the updates depend on the network's own decisions (which examples are mistakes, which row "
+            "is predicted): the map rule -> U is then piecewise linear with pieces that depend on the rule. "
+            f"Measured on halfspace, T = 1, |V| = {t2['vertices']}, {t2['n']} examples, one pass, eta = 1/n, "
+            f"float64. Hessian of the CE in the 4 rule entries (closed form) at {len(t2['hessian_min_over_max_eigenvalue'])} "
+            f"random rules: smallest eigenvalue / largest >= {min(t2['hessian_min_over_max_eigenvalue']):.2g} "
+            "(positive semidefinite to rounding). Midpoint test L((r1 + r2)/2) <= (L(r1) + L(r2))/2 on "
+            f"{t2['pairs']} random pairs of N(0, 1) rules, each network trained by the scheme "
+            "(violations: the midpoint above the chord by more than 1e-9 of the loss):\n\n"
+            + md_table(["update scheme", "violations", "largest L(mid) - chord"], t2_rows)
+            + "\n\n" + ("So Theorem 2 holds for the scheme of appendix B and fails for the decision-dependent "
+                        "schemes (including the default one, which the rules of Fig. 3 use)."
+                        if t2["holds_where_linear"] else "**The linear scheme failed the convexity check.**")
+            + "\n\n")
     verdict = ("**Theorem 3 is false as stated** (for b > a)" if s["theorem3_bound_fails"]
                else "No violation of Theorem 3's bound was found")
     return (
-        "## Theorems 1, 3 and 4: the [-a, a; b, -b] output rules\n\n"
+        "## Theorems 1-4: the output-rule theory\n\n"
         "**Theorem 1** (GD on an additive output rule reaches the sign pattern [-, +; +, -]) is measured by "
         "`python -m metaplastic.experiments.rule_learning theorem1` (learned tables from 10 random starts, "
         "their sign patterns and identifiable parts); not repeated here.\n\n"
-        "### Theorem 3\n\n"
+        + t2_text
+        + "### Theorem 3\n\n"
         "Setting: one threshold unit (predicts +1 iff w.x > 0, w = 0 at the start), data in {-1,1}^n, rule "
         "rows = the bit of x_i, columns = the prediction, so a mistake on a positive example adds b where "
         "x_i = 1 and -a where x_i = -1, and the negation on a negative one (`theory.ab_rule` with "
