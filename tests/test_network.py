@@ -150,6 +150,8 @@ def test_init_needs_a_seed():
     (dict(p=-0.5), r"edge probability p"),
     (dict(p=1.5), r"edge probability p"),
     (dict(p=float("nan")), r"edge probability p"),
+    (dict(p=True), r"edge probability p"),
+    (dict(n_classes=True), r"at least 2 classes"),
     (dict(vertices=0, cap=0), r"vertices \|V\| must be a positive integer"),
     (dict(rounds=0), r"rounds T must be an integer in 1\.\.8, got 0"),
     (dict(rounds=9), r"rounds T must be an integer in 1\.\.8, got 9"),

@@ -62,13 +62,13 @@ class NetworkConfig:
                 raise MetaplasticError(f"{name} must be a positive integer, got {v!r}")
         posint("input dimension d", self.d)
         posint("vertices |V|", self.vertices)
-        if not isinstance(self.n_classes, int) or self.n_classes < 2:
+        if not isinstance(self.n_classes, int) or isinstance(self.n_classes, bool) or self.n_classes < 2:
             raise MetaplasticError(f"need at least 2 classes, got {self.n_classes!r}")
         if not isinstance(self.cap, int) or isinstance(self.cap, bool) or not 0 < self.cap < self.vertices:
             raise MetaplasticError(
                 f"cap k must satisfy 0 < k < |V| = {self.vertices}, got {self.cap!r}")
         check_rounds(self.rounds)
-        if not isinstance(self.p, (int, float)) or not 0 < self.p <= 1:
+        if not isinstance(self.p, (int, float)) or isinstance(self.p, bool) or not 0 < self.p <= 1:
             raise MetaplasticError(f"edge probability p must be in (0, 1], got {self.p!r}")
         if self.input_weights not in INPUT_WEIGHTS:
             raise MetaplasticError(
