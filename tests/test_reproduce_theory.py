@@ -92,6 +92,10 @@ def test_closed_form_section(closed_form):
     assert all(n["gd_max_rel_err"] <= 1e-6 for n in gd)
     for d in saved["datasets"].values():
         assert set(d["accuracy"]) == {"perceptron", "perceptron_all", "mse_optimal"}
+        # the ceiling of the all/all family is at least what its members (MSE-optimal, perceptron) reach
+        for b, n in enumerate(d["per_network"]):
+            assert n["family_ceiling_test_accuracy"] >= d["accuracy"]["mse_optimal"][b] - 1e-12
+            assert n["family_ceiling_test_accuracy"] >= d["accuracy"]["perceptron_all"][b] - 1e-12
     assert "chi" in res["report"] and "MNIST" in res["report"]
 
 
