@@ -218,3 +218,16 @@ def test_simple_rnn_bad_index():
     nets = init_networks(NetworkConfig(d=2, n_classes=2, vertices=4, cap=2), [0, 1])
     with pytest.raises(MetaplasticError, match="network index"):
         SimpleRNN(nets, 2)
+
+
+def test_words_from_states_equal_the_words_of_the_rounds():
+    from metaplastic.network import run_rounds, words_of
+    g = torch.Generator().manual_seed(0)
+    P = torch.randn(2, 7, 30, generator=g)
+    W = 0.3 * torch.randn(2, 30, 30, generator=g)
+    for T in (1, 3, 8):
+        states = []
+        h, words = run_rounds(P, W, 12, T, states=states)
+        assert torch.equal(words_of(torch.stack(states, -2)), words)
+        h2, none = run_rounds(P, W, 12, T, words=False)
+        assert none is None and torch.equal(h2, h)

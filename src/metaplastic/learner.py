@@ -54,7 +54,7 @@ import torch
 import torch.nn.functional as F
 
 from .errors import MetaplasticError
-from .network import Networks, first_round, project, run_rounds
+from .network import Networks, first_round, project, run_rounds, words_of
 
 UPDATE_ON = ("misclassified", "all")
 OUTPUT_ROWS = ("true-and-predicted", "all")
@@ -369,8 +369,8 @@ def train_rules(nets: Networks, x: torch.Tensor, y: torch.Tensor, tables: Tables
         if t1:  # words of the chosen example only, below
             h, words = feats, None
         else:
-            hs = [] if keep_states else None
-            h, words = run_rounds(feats, nets.W, c.k, c.rounds, h1=h1, states=hs)
+            hs = []  # words of the picked example only, from its states (below)
+            h, _ = run_rounds(feats, nets.W, c.k, c.rounds, h1=h1, states=hs, words=False)
         pred = torch.bmm(h, nets.U).argmax(-1)
         if every:
             first = torch.zeros(B, dtype=torch.long, device=dev)
@@ -389,7 +389,12 @@ def train_rules(nets: Networks, x: torch.Tensor, y: torch.Tensor, tables: Tables
         else:
             pick = lambda t: t[bi, first]  # noqa: E731
         h_f, y_f, p_f = pick(h), pick(yy), pick(pred)
-        w_f = (h_f != 0).to(torch.uint8) if t1 else pick(words)
+        if t1:
+            w_f = (h_f != 0).to(torch.uint8)
+        else:
+            st_f = torch.stack([pick(hst) for hst in hs], 1,
+                               out=rec.states[step] if keep_states else None)       # [B, T, V]
+            w_f = words_of(st_f)
         if valued:  # appendix B's chi: h_i where the unit fired, 1 where not
             g_f = torch.add(h_f, h_f == 0, out=rec.gain[step]) if rec is not None else output_gain(h_f)
         else:
@@ -402,8 +407,6 @@ def train_rules(nets: Networks, x: torch.Tensor, y: torch.Tensor, tables: Tables
             rec.words[step] = w_f
             rec.active[step] = active
             torch.stack([y_f, p_f, pick(ex)], out=ints[step])
-            if keep_states:
-                torch.stack([pick(hst) for hst in hs], 1, out=rec.states[step])
         pos += adv
         pos_list = pos.tolist()
         lo = min(pos_list)
@@ -451,7 +454,7 @@ def train_gd(nets: Networks, x: torch.Tensor, y: torch.Tensor, orders: torch.Ten
     params = [U]
     if which == "output":
         with torch.no_grad():
-            H = torch.cat([run_rounds(project(x[i:i + 2048], nets.A), nets.W, c.k, c.rounds)[0]
+            H = torch.cat([run_rounds(project(x[i:i + 2048], nets.A), nets.W, c.k, c.rounds, words=False)[0]
                            for i in range(0, x.shape[0], 2048)], dim=1)
     else:
         A_mask = (nets.A != 0).to(nets.A.dtype)
@@ -467,7 +470,7 @@ def train_gd(nets: Networks, x: torch.Tensor, y: torch.Tensor, orders: torch.Ten
             h = H[bi, ex]
         else:
             P = torch.bmm(x[ex], A * A_mask)
-            h, _ = run_rounds(P, None if nets.W is None else W * nets.G, c.k, c.rounds)
+            h, _ = run_rounds(P, None if nets.W is None else W * nets.G, c.k, c.rounds, words=False)
         logits = torch.bmm(h, U)
         loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y[ex].reshape(-1),
                                reduction="sum") / ex.shape[1]

@@ -121,7 +121,7 @@ def meta_loss(nets: Networks, W, U, x_eval, y_eval, loss: str = "ce"):
     """
     c = nets.config
     P = project(x_eval.to(nets.A.dtype), nets.A)
-    h, _ = run_rounds(P, W, c.k, c.rounds)
+    h, _ = run_rounds(P, W, c.k, c.rounds, words=False)
     logits = torch.bmm(h, U)
     if loss == "ce":
         per = F.cross_entropy(logits.transpose(1, 2), y_eval, reduction="none").mean(1)

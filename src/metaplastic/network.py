@@ -177,23 +177,32 @@ def first_round(P: torch.Tensor, k: int) -> torch.Tensor:
 
 
 def run_rounds(P: torch.Tensor, W: torch.Tensor | None, k: int, rounds: int,
-               h1: torch.Tensor | None = None, states: list | None = None):
+               h1: torch.Tensor | None = None, states: list | None = None, words: bool = True):
     """T rounds from the input drive ``P`` ``[B, m, V]``.
 
     Returns the final hidden state ``[B, m, V]`` and the firing words
-    ``[B, m, V]`` (uint8).  ``h1`` may pass a precomputed first round; a list
-    passed as ``states`` receives the hidden state of every round.
+    ``[B, m, V]`` (uint8; None with ``words=False``).  ``h1`` may pass a
+    precomputed first round; a list passed as ``states`` receives the hidden
+    state of every round.
     """
     h = first_round(P, k) if h1 is None else h1
-    words = (h != 0).to(torch.uint8)
+    code = (h != 0).to(torch.uint8) if words else None
     if states is not None:
         states.append(h)
     for _ in range(rounds - 1):
         h = cap(torch.relu(torch.bmm(h, W) + P), k)
-        words = (words << 1) | (h != 0).to(torch.uint8)
+        if words:
+            code = (code << 1) | (h != 0).to(torch.uint8)
         if states is not None:
             states.append(h)
-    return h, words
+    return h, code
+
+
+def words_of(states: torch.Tensor) -> torch.Tensor:
+    """Firing words (uint8, first round = most significant bit) from hidden states ``[..., T, V]``."""
+    T = states.shape[-2]
+    weights = torch.tensor([1 << (T - 1 - t) for t in range(T)], dtype=torch.uint8, device=states.device)
+    return ((states != 0).to(torch.uint8) * weights[:, None]).sum(-2, dtype=torch.uint8)
 
 
 def forward(nets: Networks, x: torch.Tensor):
