@@ -153,7 +153,7 @@ def plot(results: dict, out: Path) -> None:
     panels = [("output rule, T=1 (halfspace)", r["output_T1"]), ("output rule, T=3 (relu1)", r["output_T3"])]
     if r["graph_T3"] is not None:
         panels.append(("graph rule, T=3 (relu1), rows pre, cols post", r["graph_T3"]))
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.8))
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.0 * len(panels), 4.0), constrained_layout=True)
     for ax, (title, table) in zip(axes, panels):
         t = torch.tensor(table)
         rounds = max(1, (t.shape[0] - 1).bit_length())
@@ -165,7 +165,7 @@ def plot(results: dict, out: Path) -> None:
         else:
             ax.set_xticks(range(t.shape[1]), word_labels(rounds), rotation=90)
         ax.set_title(title, fontsize=9)
-        fig.colorbar(im, ax=ax, fraction=0.046)
+        fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02)
     save_fig(fig, out / "fig3_rules.png")
 
 
