@@ -43,8 +43,11 @@ def child(spec: dict) -> dict:
         cfg.dataset = "relu1"
         data = load_dataset("relu1", n_train=cfg.n_train, n_test=10, seed=0)
     netcfg = NetworkConfig(d=data.dim, n_classes=data.n_classes, vertices=cfg.vertices, cap=cfg.cap, rounds=3)
-    if spec.get("rule_file"):
+    if spec.get("rule_file"):  # learn the rule file's kinds (an MLP graph rule; a table or MLP output rule)
+        from metaplastic.io import load_rule
+        from metaplastic.rules import TableRule
         cfg.rule_kind = "mlp"
+        cfg.output_rule_kind = "table" if isinstance(load_rule(spec["rule_file"], kind="output"), TableRule) else "mlp"
     rules = build_rules(cfg, torch.float32)
     if spec.get("rule_file"):  # start from a learned rule (fewer mistakes, fewer updates)
         from metaplastic.io import load_rule
