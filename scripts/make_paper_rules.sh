@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Learn the rules of the paper that rules/ ships (issue: "the rules of the paper, shipped").
-# Each command is the one that made the shipped file; rerun to reproduce (CPU, same seed:
-# same bytes). Run dirs (checkpoints, curve.csv) go to runs/rules/.
+# Each command is the one that made the shipped file; rerun to reproduce (CPU, same seed and
+# the same torch thread count: same bytes; float32 sums round differently on 1 and 2 threads,
+# and the relu1 rule made with --threads 1 differs in the 5th digit when made with 2). Run dirs (checkpoints, curve.csv) go to runs/rules/.
 #   METAPLASTIC_DATA=... bash scripts/make_paper_rules.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,7 +23,7 @@ $MP learn-rule --dataset halfspace --vertices 100 --cap 50 --rounds 1 --learn ou
 # at zero, for the reason given above: an MLP output rule learned on this binary task kept a
 # common part that *lowered* the true row, and trained MNIST to 0.002 (below chance).
 $MP learn-rule --dataset relu1 --vertices 100 --cap 50 --rounds 3 --learn both --rule-kind mlp \
-  --output-rule-kind table --init-scale 0 --hidden 20 --batch 1000 --eval-on heldout --steps 300 --seed 0 --no-progress \
+  --output-rule-kind table --init-scale 0 --threads 1 --hidden 20 --batch 1000 --eval-on heldout --steps 300 --seed 0 --no-progress \
   --out rules/relu1-mlp-T3.json --run-dir runs/rules/relu1-mlp-T3
 
 # A.3 (robustness): T=3 MLP graph rule (hidden 20) learned at |V|=200, k=100 with the
