@@ -196,9 +196,9 @@ def graph_delta(table: torch.Tensor, codes: torch.Tensor, scale: torch.Tensor,
     return torch.bmm(rows, onehot.transpose(1, 2))
 
 
-def output_gain(h: torch.Tensor) -> torch.Tensor:
-    """Appendix B's ``chi``: ``h_i`` where the unit fired, 1 where it did not."""
-    return torch.where(h != 0, h, torch.ones_like(h))
+def output_gain(h: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+    """Appendix B's ``chi``: ``h_i`` where the unit fired, 1 where it did not (into ``out`` if given)."""
+    return torch.where(h != 0, h, torch.ones((), dtype=h.dtype, device=h.device), out=out)
 
 
 def apply_updates(nets: Networks, tables: Tables, words: torch.Tensor, y: torch.Tensor,
@@ -260,8 +260,9 @@ class FeatureCache:
         if one <= max_bytes:
             parts = [self._compute(x[i:i + block]) for i in range(0, n, block)]
             self.data = torch.cat(parts, dim=1)
-            if not self.t1 and 2 * one <= max_bytes:
-                self.first = first_round(self.data, self.k)
+            if not self.t1 and 2 * one <= max_bytes:  # in blocks: the cap's temporaries stay small
+                self.first = torch.cat([first_round(self.data[:, i:i + block], self.k)
+                                        for i in range(0, n, block)], dim=1)
 
     def _compute(self, xs: torch.Tensor) -> torch.Tensor:
         P = project(xs, self.nets.A)
@@ -396,7 +397,7 @@ def train_rules(nets: Networks, x: torch.Tensor, y: torch.Tensor, tables: Tables
                                out=rec.states[step] if keep_states else None)       # [B, T, V]
             w_f = words_of(st_f)
         if valued:  # appendix B's chi: h_i where the unit fired, 1 where not
-            g_f = torch.add(h_f, h_f == 0, out=rec.gain[step]) if rec is not None else output_gain(h_f)
+            g_f = output_gain(h_f, out=rec.gain[step] if rec is not None else None)
         else:
             g_f = None
         act_list = active.tolist()
