@@ -303,7 +303,6 @@ def cmd_reproduce(args) -> int:
         print(f"wrote {out}/REPORT.md")
         return rc
     names = list(SECTIONS) if args.name == "all" else [args.name]
-    reports = []
     for name in names:
         sec_out = out / name if args.name == "all" else out
         mod = section_module(name)
@@ -320,7 +319,6 @@ def cmd_reproduce(args) -> int:
             res = mod.run(sec_out, quick=args.quick)
             print(f"[reproduce] {name} done in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
         write_report(sec_out, res["report"])
-        reports.append(res["report"])
     if args.name == "all":  # --plot-only: redraw every section, keep the combined report's timing table
         from .reproduce.runall import write_combined
         timing = {}
