@@ -10,7 +10,31 @@ from metaplastic.network import (NetworkConfig, Networks, SimpleRNN, cap, forwar
 # --------------------------------------------------------------------------- cap
 
 
-def test_cap_keeps_exactly_the_k_largest():
+@pytest.fixture(params=["sort", "topk"])
+def cap_path(request, monkeypatch):
+    """Run a cap test through both selection paths (stable sort at small |V|, top-k above)."""
+    import metaplastic.network as network
+    monkeypatch.setattr(network, "SORT_CAP_MAX", 10**9 if request.param == "sort" else 0)
+    return request.param
+
+
+def test_cap_paths_agree_bit_for_bit_with_ties():
+    import metaplastic.network as network
+    g = torch.Generator().manual_seed(3)
+    for V in (10, 100, 300):
+        z = torch.relu(torch.randn(5, 9, V, generator=g).mul(2).round())  # many ties, many zeros
+        for k in (1, V // 2, V - 1):
+            network.SORT_CAP_MAX, old = 10**9, network.SORT_CAP_MAX
+            try:
+                a = cap(z, k)
+                network.SORT_CAP_MAX = 0
+                b = cap(z, k)
+            finally:
+                network.SORT_CAP_MAX = old
+            assert torch.equal(a, b) and torch.equal(a != 0, b != 0)
+
+
+def test_cap_keeps_exactly_the_k_largest(cap_path):
     g = torch.Generator().manual_seed(0)
     z = torch.randn(4, 7, 30, generator=g, dtype=torch.float64)  # no ties (a.s.)
     for k in (1, 5, 29):
@@ -24,7 +48,7 @@ def test_cap_keeps_exactly_the_k_largest():
         assert (lo > hi).all()
 
 
-def test_cap_ties_go_to_the_lowest_indices():
+def test_cap_ties_go_to_the_lowest_indices(cap_path):
     z = torch.tensor([3.0, 1.0, 1.0, 5.0, 1.0, 1.0, 0.5])
     # k = 4: 5 and 3 are above the k-th value 1; two of the four 1s are kept
     assert cap(z, 4).tolist() == [3.0, 1.0, 1.0, 5.0, 0.0, 0.0, 0.0]
@@ -54,7 +78,7 @@ def test_zero_inside_the_top_k_does_not_fire():
     assert (h == 0).all() and (words == 0).all()
 
 
-def test_cap_gradient_flows_through_kept_values_only():
+def test_cap_gradient_flows_through_kept_values_only(cap_path):
     z = torch.tensor([[0.3, -1.0, 2.0, 0.7, 0.1], [1.0, 1.0, 1.0, -2.0, 4.0]], requires_grad=True)
     weights = torch.arange(1.0, 11.0).reshape(2, 5)
     (cap(z, 2) * weights).sum().backward()

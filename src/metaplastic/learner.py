@@ -49,6 +49,7 @@ count-replay meta-gradient needs (:class:`UpdateRecord`).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import torch
 import torch.nn.functional as F
@@ -178,7 +179,13 @@ def one_hot(codes: torch.Tensor, n: int, dtype) -> torch.Tensor:
     """``F.one_hot(codes, n).to(dtype)`` without its range checks (two
     reductions and a sync per call, a fifth of a small update's cost); codes
     come from firing words, so they are in range by construction."""
-    return (codes[..., None] == torch.arange(n, device=codes.device)).to(dtype)
+    return (codes[..., None] == _arange(n, codes.device)).to(dtype)
+
+
+@lru_cache(maxsize=None)
+def _arange(n: int, device) -> torch.Tensor:
+    """``torch.arange(n)``, made once per size and device (it is on the inner loop)."""
+    return torch.arange(n, device=device)
 
 
 def graph_delta(table: torch.Tensor, codes: torch.Tensor, scale: torch.Tensor,
@@ -198,7 +205,12 @@ def graph_delta(table: torch.Tensor, codes: torch.Tensor, scale: torch.Tensor,
 
 def output_gain(h: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
     """Appendix B's ``chi``: ``h_i`` where the unit fired, 1 where it did not (into ``out`` if given)."""
-    return torch.where(h != 0, h, torch.ones((), dtype=h.dtype, device=h.device), out=out)
+    return torch.where(h != 0, h, _one(h.dtype, h.device), out=out)
+
+
+@lru_cache(maxsize=None)
+def _one(dtype, device) -> torch.Tensor:
+    return torch.ones((), dtype=dtype, device=device)
 
 
 def apply_updates(nets: Networks, tables: Tables, words: torch.Tensor, y: torch.Tensor,
@@ -275,6 +287,9 @@ class FeatureCache:
         first round is not cached (run_rounds computes it).
         """
         if self.data is not None:
+            if ex.shape[0] == 1:  # one network: no batch index needed
+                e = ex[0]
+                return self.data[:, e], (None if self.first is None else self.first[:, e])
             bi = torch.arange(ex.shape[0], device=ex.device)[:, None]
             return self.data[bi, ex], (None if self.first is None else self.first[bi, ex])
         return self._compute_batched(self.x[ex]), None
@@ -356,16 +371,24 @@ def train_rules(nets: Networks, x: torch.Tensor, y: torch.Tensor, tables: Tables
     step = 0
     lo = 0
     pos_list = [0] * B
+    single = B == 1
+    true1 = torch.ones(1, dtype=torch.bool, device=dev)
+    false1 = torch.zeros(1, dtype=torch.bool, device=dev)
     pos_sum = 0
     while lo < N:
         # at least 2 rows (see the module docstring); in the update-on-all
         # scheme only the first row is used
         m = 2 if every else max(2, min(max_chunk, int(2 * run_avg + 1)))
-        idx = (pos[:, None] + arange[:m]).clamp_max_(N + max_chunk - 1)
-        tail = max(pos_list) + m > N  # some chunk reaches past the end of its sequence
-        valid = idx < N if tail else None
-        ex = orders_p.gather(1, idx)
-        yy = labels_p.gather(1, idx)
+        if single:  # views instead of gathers, decisions in Python: this loop is overhead-bound
+            p0 = pos_list[0]
+            ex = orders_p[:, p0:p0 + m]  # padded, so never past the end
+            yy = labels_p[:, p0:p0 + m]
+        else:
+            idx = (pos[:, None] + arange[:m]).clamp_max_(N + max_chunk - 1)
+            tail = max(pos_list) + m > N  # some chunk reaches past the end of its sequence
+            valid = idx < N if tail else None
+            ex = orders_p.gather(1, idx)
+            yy = labels_p.gather(1, idx)
         feats, h1 = cache.gather(ex)
         if t1:  # words of the chosen example only, below
             h, words = feats, None
@@ -373,21 +396,29 @@ def train_rules(nets: Networks, x: torch.Tensor, y: torch.Tensor, tables: Tables
             hs = []  # words of the picked example only, from its states (below)
             h, _ = run_rounds(feats, nets.W, c.k, c.rounds, h1=h1, states=hs, words=False)
         pred = torch.bmm(h, nets.U).argmax(-1)
-        if every:
-            first = torch.zeros(B, dtype=torch.long, device=dev)
-            active = valid[:, 0] if tail else torch.ones(B, dtype=torch.bool, device=dev)
-            adv = active.long()
-        else:
-            wrong = pred != yy
-            if tail:
-                wrong &= valid
-            active = wrong.any(1)
-            first = wrong.byte().argmax(1)  # 0 where no mistake: consumes the whole chunk (below)
-            adv = torch.where(active, first + 1, valid.sum(1) if tail else m)
-        if B == 1:  # plain indexing (views) instead of gathers: this loop is overhead-bound
-            f0 = int(first)
+        if single:
+            if every:
+                f0, a0, adv0 = 0, True, 1
+            else:
+                lim = min(m, N - p0)
+                wl = (pred[0, :lim] != yy[0, :lim]).tolist()
+                a0 = True in wl
+                f0 = wl.index(True) if a0 else 0
+                adv0 = f0 + 1 if a0 else lim  # no mistake: the whole chunk is consumed
+            active = true1 if a0 else false1
             pick = lambda t: t[:, f0]  # noqa: E731
         else:
+            if every:
+                first = torch.zeros(B, dtype=torch.long, device=dev)
+                active = valid[:, 0] if tail else torch.ones(B, dtype=torch.bool, device=dev)
+                adv = active.long()
+            else:
+                wrong = pred != yy
+                if tail:
+                    wrong &= valid
+                active = wrong.any(1)
+                first = wrong.byte().argmax(1)  # 0 where no mistake: consumes the whole chunk (below)
+                adv = torch.where(active, first + 1, valid.sum(1) if tail else m)
             pick = lambda t: t[bi, first]  # noqa: E731
         h_f, y_f, p_f = pick(h), pick(yy), pick(pred)
         if t1:
@@ -400,23 +431,25 @@ def train_rules(nets: Networks, x: torch.Tensor, y: torch.Tensor, tables: Tables
             g_f = output_gain(h_f, out=rec.gain[step] if rec is not None else None)
         else:
             g_f = None
-        act_list = active.tolist()
-        if any(act_list):
+        if a0 if single else any(active.tolist()):
             apply_updates(nets, tables, w_f, y_f, p_f, active, scheme.output_rows, g_f, work)
         mistakes += (active & (p_f != y_f)) if every else active
         if rec is not None:
             rec.words[step] = w_f
             rec.active[step] = active
             torch.stack([y_f, p_f, pick(ex)], out=ints[step])
-        pos += adv
-        pos_list = pos.tolist()
+        if single:
+            pos_list[0] += adv0
+        else:
+            pos += adv
+            pos_list = pos.tolist()
         lo = min(pos_list)
         if not every:
             run_avg = 0.7 * run_avg + 0.3 * (sum(pos_list) - pos_sum) / B
             pos_sum = sum(pos_list)
         step += 1
         if progress is not None and step % 32 == 0:
-            done = int(pos.clamp_max(N).sum())
+            done = sum(min(p, N) for p in pos_list)
             progress(done - done_before)
             done_before = done
     if progress is not None:

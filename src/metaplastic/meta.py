@@ -209,8 +209,100 @@ def replay_gradients(nets: Networks, rec, rules: RuleSet, tables: Tables, dW, dU
     return g_out, g_graph
 
 
-def _graph_sweep(nets: Networks, rec, tables: Tables, dW, dlg, chunk: int = 128):
+#: Memory for one block of the adjoint sweep's batched temporaries (see _graph_sweep).
+SWEEP_BYTES = 8 << 20
+
+
+def _graph_sweep(nets: Networks, rec, tables: Tables, dW, dlg, max_bytes: int | None = None):
     """Reverse sweep (adjoint) for the graph table when output gains depend on W.
+
+    Walks the updates backwards holding ``Q = dL/dW_{s+1}`` and ``W_{s+1}``:
+    contracts ``Q`` with update s's pattern pairs, recovers ``W_s`` by undoing
+    update s, and adds the vector-Jacobian product ``X_s`` of example s's
+    forward pass (through the recorded hidden states of its T rounds; the cap
+    and ReLU pass gradients where a unit's value is non-zero) to ``Q``.
+
+    Nothing in ``X_s`` depends on ``Q``, so the walk runs in blocks of steps
+    (up to 64, as many as ``max_bytes`` allows; small blocks stay in cache;
+    where not even 2 fit, as at |V|=1000, :func:`_graph_sweep_steps` walks step by step), each with a
+    handful of batched products instead of ~20 small calls per step:
+
+        W_s     = W_end - sum_{s' >= s} D_{s'}             (D: update s's delta)
+        Q_{s+1} = Q_end + sum_{s' > s}  X_{s'}             (reverse cumulative sums)
+
+    For a multiplicative graph rule (``W_{s+1} = W_s * exp(D_s)``) the same
+    holds for ``log W`` and for ``R = Q * W``, the gradient with respect to
+    ``log W``: ``R_s = R_{s+1} + X_s * W_s``.  Steps where no network updated
+    are skipped (their delta and their gain gradient are zero).
+    """
+    c = nets.config
+    T, K = c.rounds, 2**c.rounds
+    dtype = nets.U.dtype
+    B, V = nets.batch, c.vertices
+    G = nets.G
+    mult = tables.graph_mode == "multiplicative"
+    Wc = nets.W.clone()                            # W at the end of the current block
+    base = G * dW * (Wc if mult else 1)            # Q (or R = Q * W) at the end of the block
+    g = torch.zeros(K, K, dtype=dtype, device=dW.device)
+    steps = rec.active.any(1).nonzero()[:, 0]
+    per_step = 3 * B * V * V * nets.U.element_size()   # three [B, V, V] temporaries per step
+    C = min(64, (SWEEP_BYTES if max_bytes is None else max_bytes) // per_step)
+    if C < 2:
+        return _graph_sweep_steps(nets, rec, tables, dW, dlg)
+    table = tables.graph
+    steps = steps.flip(0)                                             # latest first
+    for lo in range(0, steps.numel(), C):
+        ids = steps[lo:lo + C]                                         # descending step numbers
+        n = ids.numel()
+        codes = rec.words[ids].long()                                  # [n, B, V]
+        a = rec.active[ids].to(dtype)                                  # [n, B]
+        Y = one_hot(codes, K, dtype).reshape(n * B, V, K)
+        rows = table[codes] if table.dim() == 2 else table[torch.arange(B)[None, :, None], codes]
+        rows = (rows * (a * tables.graph_eta)[..., None, None]).reshape(n * B, V, K)
+        Ws = torch.bmm(rows, Y.transpose(1, 2)).reshape(n, B, V, V)  # update deltas D_s
+        Ws.mul_(G).cumsum_(0)                       # D_s + ... + D_last (steps run latest first)
+        if mult:                                    # W_s = W_end * exp(-(...)) or W_end - (...)
+            Ws.neg_().exp_().mul_(Wc)
+        else:
+            Ws.neg_().add_(Wc)
+        # X_s: the VJP of example s's rounds, with W_s
+        hs = rec.states[ids]                                           # [n, B, T, V]
+        d = dlg[ids]                                                   # [n, B, V]
+        Wf = Ws.reshape(n * B, V, V)
+        us, vs = [], []
+        for t in range(T - 1, 0, -1):
+            dz = d * (hs[:, :, t] != 0)
+            us.append(hs[:, :, t - 1])
+            vs.append(dz)
+            if t > 1:
+                d = torch.bmm(Wf, dz.reshape(n * B, V, 1)).reshape(n, B, V)
+        X = torch.bmm(torch.stack(us, -1).reshape(n * B, V, T - 1),
+                      torch.stack(vs, -2).reshape(n * B, T - 1, V)).reshape(n, B, V, V)
+        X.mul_(G)
+        if mult:
+            X.mul_(Ws)
+        Wc = Ws[-1].clone()                                            # W before the block
+        del Ws, Wf
+        # Q (or R) after step s: base + X_{s+1} + ... + X_last
+        X.cumsum_(0)
+        after = torch.empty_like(X)
+        after[0] = base
+        torch.add(X[:-1], base, out=after[1:])
+        base = base + X[-1]
+        del X
+        Z = torch.bmm(after.reshape(n * B, V, V), Y)                   # [n*B, V, K]
+        Cm = torch.bmm(Y.transpose(1, 2), Z).reshape(n, B, K, K)
+        g += (Cm * a[..., None, None]).sum((0, 1))
+        del after
+    return g * tables.graph_eta
+
+
+def _graph_sweep_steps(nets: Networks, rec, tables: Tables, dW, dlg, chunk: int = 128):
+    """The adjoint sweep one step at a time (large |V|, where a block of steps does not fit).
+
+    In place on preallocated buffers: at |V|=1000 every fresh 4 MB temporary
+    costs page faults, and one step's products are large enough to keep the
+    cores busy without batching.
 
     Walks the updates backwards holding ``Q = dL/dW_{s+1}`` and ``W_{s+1}``:
     contracts ``Q`` with update s's pattern pairs, undoes update s to get
