@@ -1,8 +1,10 @@
 """Theorems 1-4 (section 3.1 and appendix B): the output-rule theory.
 
-* Theorem 1 (GD finds the sign pattern ``[-, +; +, -]``) is measured by
-  ``python -m metaplastic.experiments.rule_learning theorem1``; this section only
-  points there.
+* Theorem 1 (GD finds the sign pattern ``[-, +; +, -]`` from any start): the
+  output rule learned on halfspace (|V|=100, k=50, T=1) from 10 random N(0, 1)
+  tables (:func:`metaplastic.experiments.rule_learning.theorem1`, run here),
+  with each learned table's full sign pattern and that of its identifiable
+  part (the part the loss sees on a binary task).
 * Theorem 2 (the output-rule problem is convex): measured where U is linear
   in the rule (updates on all examples to all rows) and where it is not
   (:func:`theorem2`).
@@ -334,7 +336,10 @@ def run(out: Path, quick: bool = False) -> dict:
     scale = scale_check(cfg, rng)
     t4 = theorem4_runs(cfg, rng)
     t2 = theorem2(cfg)
-    results = {"config": cfg, "theorem2": t2, "counterexample": ce, "grid": grid, "grid_sum_nonzero": grid_nonzero,
+    from ..experiments.rule_learning import theorem1
+    (out / "theorem1").mkdir(parents=True, exist_ok=True)
+    t1 = theorem1(out / "theorem1", quick=quick)
+    results = {"config": cfg, "theorem1": t1, "theorem2": t2, "counterexample": ce, "grid": grid, "grid_sum_nonzero": grid_nonzero,
                "scale_check": scale, "theorem4": t4, "summary": summarize_grid(grid, grid_nonzero, ce, t4),
                "seconds": time.perf_counter() - t0}
     rows = [dict(part="theorem3", **{k: v for k, v in r.items() if k != "proof_first_C_violation"})
@@ -564,9 +569,7 @@ def report(results: dict) -> str:
                else "No violation of Theorem 3's bound was found")
     return (
         "## Theorems 1-4: the output-rule theory\n\n"
-        "**Theorem 1** (GD on an additive output rule reaches the sign pattern [-, +; +, -]) is measured by "
-        "`python -m metaplastic.experiments.rule_learning theorem1` (learned tables from 10 random starts, "
-        "their sign patterns and identifiable parts); not repeated here.\n\n"
+        + theorem1_text(results.get("theorem1"))
         + t2_text
         + "### Theorem 3\n\n"
         "Setting: one threshold unit (predicts +1 iff w.x > 0, w = 0 at the start), data in {-1,1}^n, rule "
@@ -655,3 +658,36 @@ def report(results: dict) -> str:
         + f"\n\nLargest ratios: {s['theorem4_max_ratio_paper']:.3f} (paper's D^2), "
           f"{s['theorem4_max_ratio_squared']:.3f} (squared hinge)."
         + "\n\n![Theorem 3](theorem3.png)\n\n![Theorem 4](theorem4.png)")
+
+
+def theorem1_text(t1: dict | None) -> str:
+    """Theorem 1's table: learned output rules from random starts (halfspace, T=1)."""
+    if not t1:
+        return ""
+    fmt = lambda t: "[" + "; ".join(", ".join(f"{v:+.2f}" for v in row) for row in t) + "]"  # noqa: E731
+    rows = [[r["seed"], fmt(r["initial_table"]), fmt(r["learned_table"]), "yes" if r["matches_perceptron"] else "no",
+             fmt(r["identifiable_part"]), "yes" if r["identifiable_matches_perceptron"] else "no",
+             f"{r['test_accuracy']:.3f}"] for r in t1["runs"]]
+    n = len(t1["runs"])
+    return ("### Theorem 1\n\n"
+            "'GD on an additive output rule, from any starting rule, and network weights initialized to zero, "
+            f"converges to a rule with sign pattern [-, +; +, -].' The output rule learned on halfspace (|V| = 100, "
+            f"k = 50, T = 1, Adam lr 1e-2, L2 0.01, {t1['steps']} meta-steps of batch 100) from {n} random N(0, 1) "
+            "tables; rows are the firing bit s, columns the true-label row and the predicted row. The identifiable "
+            "part is each row minus its mean over the two columns.\n\n"
+            + md_table(["seed", "initial table", "learned table", "sign pattern [-, +; +, -]", "identifiable part",
+                        "its sign pattern", "test accuracy"], rows)
+            + f"\n\nFull sign pattern in {t1['matches']} of {n} runs; identifiable part in "
+            f"{t1['identifiable_matches']} of {n}; every learned rule trains halfspace to at least "
+            f"{t1['min_test_accuracy']:.3f} (mean {t1['mean_test_accuracy']:.3f}). On a binary task with updates "
+            "on mistakes, a mistake adds column 0 of row s to the true row and column 1 to the predicted one, so "
+            "only their difference moves the margin: the common part of each row has exactly zero loss gradient and "
+            "is moved only by the L2 term, which under Adam's per-entry normalization moves it by a few percent "
+            "in this many steps. "
+            + ("So the identifiable part follows the theorem from every start, and the full sign pattern holds "
+               "where the start's common part is small against the learned difference. "
+               if t1["identifiable_matches"] == n else
+               f"Here even the identifiable part missed in {n - t1['identifiable_matches']} of {n} runs: too few "
+               "meta-steps for the rule to converge. ")
+            + "The regularized stationary point does have the perceptron's pattern (its common part is 0); "
+            "'from any starting rule' holds only in that limit.\n\n")
