@@ -15,6 +15,7 @@ def cap_path(request, monkeypatch):
     """Run a cap test through both selection paths (stable sort at small |V|, top-k above)."""
     import metaplastic.network as network
     monkeypatch.setattr(network, "SORT_CAP_MAX", 10**9 if request.param == "sort" else 0)
+    monkeypatch.setattr(network, "SORT_CAP_MAX_ROWS", 10**9)
     return request.param
 
 
@@ -24,13 +25,14 @@ def test_cap_paths_agree_bit_for_bit_with_ties():
     for V in (10, 100, 300):
         z = torch.relu(torch.randn(5, 9, V, generator=g).mul(2).round())  # many ties, many zeros
         for k in (1, V // 2, V - 1):
-            network.SORT_CAP_MAX, old = 10**9, network.SORT_CAP_MAX
+            old = network.SORT_CAP_MAX, network.SORT_CAP_MAX_ROWS
             try:
+                network.SORT_CAP_MAX, network.SORT_CAP_MAX_ROWS = 10**9, 10**9
                 a = cap(z, k)
                 network.SORT_CAP_MAX = 0
                 b = cap(z, k)
             finally:
-                network.SORT_CAP_MAX = old
+                network.SORT_CAP_MAX, network.SORT_CAP_MAX_ROWS = old
             assert torch.equal(a, b) and torch.equal(a != 0, b != 0)
 
 

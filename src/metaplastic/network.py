@@ -138,8 +138,10 @@ def init_networks(config: NetworkConfig, seeds, *, mode: str = "additive",
     return Networks(c, A, G, W, U)
 
 
-#: Up to this many units the cap selects by a stable sort (same result, fewer calls).
+#: Up to this many units, and this many rows, the cap selects by a stable sort
+#: (the same result in fewer calls; for more rows or units top-k is faster).
 SORT_CAP_MAX = 256
+SORT_CAP_MAX_ROWS = 16
 
 
 def cap(z: torch.Tensor, k: int) -> torch.Tensor:
@@ -155,11 +157,11 @@ def cap(z: torch.Tensor, k: int) -> torch.Tensor:
     if k is None:
         return z
     zd = z.detach()
-    if z.shape[-1] <= SORT_CAP_MAX:
-        # Small |V|: one stable sort puts tied values in index order, so its
-        # first k indices are exactly the kept set (4 calls instead of ~10;
-        # the inner loop at |V|=100 is call-overhead bound).  Larger |V|: the
-        # sort costs more than the tie check below.
+    if z.shape[-1] <= SORT_CAP_MAX and z.numel() <= SORT_CAP_MAX_ROWS * z.shape[-1]:
+        # A few rows of a small |V|: one stable sort puts tied values in index
+        # order, so its first k indices are exactly the kept set (4 calls
+        # instead of ~10; the inner loop at |V|=100 is call-overhead bound).
+        # For more rows or units the sort costs more than the tie check below.
         idx = torch.sort(zd, dim=-1, descending=True, stable=True).indices[..., :k]
         return torch.zeros_like(z).scatter(-1, idx, z.gather(-1, idx))
     kth = zd.topk(k, dim=-1, sorted=False).values.amin(dim=-1, keepdim=True)
