@@ -14,6 +14,7 @@ networks with a zero graph rule (same output rule), and Adam (lr 1e-2, batch
 from __future__ import annotations
 
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -135,7 +136,8 @@ def plot(results: dict, out: Path) -> None:
     cfg = results["config"]
     dsets = [d for d in cfg["datasets"] if any(k.split(" :: ")[1] == d for k in cells)]
     if dsets:
-        fig, axes = plt.subplots(1, 2, figsize=(11, 3.8), sharey=True)
+        fig, axes = plt.subplots(1, 2, figsize=(11, 4.3), sharey=True)
+        lowest = 1.0
         for ax, split in zip(axes, ("train", "test")):
             names = cfg["models"]
             w = 0.8 / len(names)
@@ -143,11 +145,15 @@ def plot(results: dict, out: Path) -> None:
                 vals = [cells.get(f"{m} :: {d} :: plasticity (learned rules)", {}).get(split, {}).get("mean", float("nan"))
                         for d in dsets]
                 ax.bar([i + j * w for i in range(len(dsets))], vals, w, label=m)
+                lowest = min([lowest] + [v for v in vals if v == v])
             ax.set_xticks([i + 0.4 - w / 2 for i in range(len(dsets))], dsets, rotation=20)
             ax.set_title(f"{split} accuracy (learned rules, mean of {cfg['retrainings']})")
-            ax.set_ylim(0, 1)
             ax.grid(axis="y", alpha=0.3)
-        axes[0].legend(fontsize=7)
+        # the differences between models are a few points: start the axis near the lowest bar
+        axes[0].set_ylim(max(0.0, math.floor(lowest * 10 - 0.5) / 10), 1.0)
+        handles, labels = axes[0].get_legend_handles_labels()
+        fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=8, frameon=False)
+        fig.subplots_adjust(bottom=0.27, wspace=0.08)
         save_fig(fig, out / "fig3.png")
     r = results["rules"]
     panels = [("output rule, T=1 (halfspace)", r["output_T1"]), ("output rule, T=3 (relu1)", r["output_T3"])]
