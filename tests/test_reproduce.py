@@ -27,6 +27,8 @@ def test_section_quick(tmp_path, name, figs):
     assert main(["reproduce", name, "--plot-only", "--out", str(out)]) == 0
     for f in figs:
         assert (out / f).read_bytes()[:8] == PNG
+    # redrawn from results.json, the report is the same, rows in the same order
+    assert (out / "REPORT.md").read_text() == report
 
 
 def test_plot_only_without_results_is_a_clear_error(tmp_path, capsys):

@@ -77,8 +77,10 @@ def atomic_torch_save(obj, path) -> None:
         raise
 
 
-def write_json(path, obj) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+def write_json(path, obj, sort_keys: bool = True) -> None:
+    """Atomically write ``obj`` as indented JSON (keys sorted unless ``sort_keys=False``, which keeps
+    insertion order: results whose order means something, like a table's rows)."""
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=sort_keys) + "\n")
 
 
 def _canonical(doc: dict) -> bytes:

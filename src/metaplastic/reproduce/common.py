@@ -43,7 +43,7 @@ def write_results(out: Path, name: str, config: dict, results: dict, rows: list[
     write_json(out / "config.json", {"section": name, **config,
                                       "machine": platform.machine(), "cpus": os.cpu_count(),
                                       "written": time.strftime("%Y-%m-%dT%H:%M:%S")})
-    write_json(out / "results.json", results)
+    write_json(out / "results.json", results, sort_keys=False)  # rows keep their order on redraw
     if rows:
         keys = list(dict.fromkeys(k for r in rows for k in r))
         buf = io.StringIO()

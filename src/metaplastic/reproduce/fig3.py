@@ -111,7 +111,7 @@ def run(out: Path, quick: bool = False) -> dict:
                 cell = {"train": summarize(tr), "test": summarize(te), "seconds": time.perf_counter() - t0}
                 results["cells"][name] = cell
                 out.mkdir(parents=True, exist_ok=True)
-                write_json(partial_path, {"key": key, "cells": results["cells"]})
+                write_json(partial_path, {"key": key, "cells": results["cells"]}, sort_keys=False)
                 print(f"[fig3] {mname} / {ds} / {meth}: test {cell['test']['mean']:.3f} "
                       f"({cell['seconds']:.0f} s)", file=sys.stderr, flush=True)
                 rows.append(_row(mname, ds, meth, cell))
