@@ -77,17 +77,20 @@ def mean_meta_loss(cfg: MetaConfig, rules, data, n_tasks: int = 100) -> float:
     return total / n_tasks
 
 
-def theorem1(out: Path, quick: bool = False, runs: int = 10, steps: int = 1500) -> dict:
+def theorem1(out: Path, quick: bool = False, runs: int = 10, steps: int = 1500, init_scale: float = 1.0) -> dict:
+    """Theorem 1 from ``runs`` random N(0, init_scale^2) starting tables (file names carry the scale
+    unless it is 1)."""
     if quick:
         runs, steps = 2, 40
     rows = []
+    tag = "" if init_scale == 1.0 else f"-init{init_scale:g}"
     for seed in range(runs):
         cfg = MetaConfig(dataset="halfspace", vertices=100, cap=50, rounds=1, learn="output",
-                         steps=steps, seed=seed, checkpoint_every=max(steps // 4, 1),
+                         steps=steps, seed=seed, checkpoint_every=max(steps // 4, 1), init_scale=init_scale,
                          n_train=2000 if quick else 10000, n_test=1000 if quick else 10000)
         init = build_rules(cfg, torch.float32).output.factors().detach().double().tolist()
         t0 = time.perf_counter()
-        r = learn_rule(cfg, out / f"theorem1-seed{seed}.json", progress=False)
+        r = learn_rule(cfg, out / f"theorem1{tag}-seed{seed}.json", progress=False)
         table = r["output_table"]
         rows.append({"seed": seed, "initial_table": init, "learned_table": table,
                      "sign_pattern": sign_pattern(table),
@@ -97,12 +100,12 @@ def theorem1(out: Path, quick: bool = False, runs: int = 10, steps: int = 1500) 
                          sign_pattern(identifiable_part(table)) == PERCEPTRON_SIGNS,
                      "test_accuracy": r["test_accuracy"], "final_loss": r["final_loss_mean_last10"],
                      "seconds": time.perf_counter() - t0})
-    res = {"experiment": "theorem1", "steps": steps, "runs": rows,
+    res = {"experiment": "theorem1", "steps": steps, "init_scale": init_scale, "runs": rows,
            "matches": sum(r["matches_perceptron"] for r in rows),
            "identifiable_matches": sum(r["identifiable_matches_perceptron"] for r in rows),
            "min_test_accuracy": min(r["test_accuracy"] for r in rows),
            "mean_test_accuracy": sum(r["test_accuracy"] for r in rows) / len(rows)}
-    write_json(out / "theorem1.json", res)
+    write_json(out / f"theorem1{tag}.json", res)
     return res
 
 
