@@ -169,10 +169,10 @@ def output_selector(y: torch.Tensor, pred: torch.Tensor, n_classes: int, output_
 
 
 def lookup(table: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
-    """Rows of a shared ``[R, C]`` or per-network ``[B, R, C]`` table for codes ``[B, V]``."""
+    """Rows of a shared ``[R, C]`` or per-network ``[B, R, C]`` table for codes ``[..., B, V]``."""
     if table.dim() == 2:
         return table[codes]
-    return table[torch.arange(codes.shape[0], device=codes.device)[:, None], codes]
+    return table[torch.arange(codes.shape[-2], device=codes.device)[:, None], codes]
 
 
 def one_hot(codes: torch.Tensor, n: int, dtype) -> torch.Tensor:

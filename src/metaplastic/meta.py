@@ -213,7 +213,7 @@ def replay_gradients(nets: Networks, rec, rules: RuleSet, tables: Tables, dW, dU
 SWEEP_BYTES = 8 << 20
 
 
-def _graph_sweep(nets: Networks, rec, tables: Tables, dW, dlg, max_bytes: int | None = None):
+def _graph_sweep(nets: Networks, rec, tables: Tables, dW, dlg):
     """Reverse sweep (adjoint) for the graph table when output gains depend on W.
 
     Walks the updates backwards holding ``Q = dL/dW_{s+1}`` and ``W_{s+1}``:
@@ -223,9 +223,10 @@ def _graph_sweep(nets: Networks, rec, tables: Tables, dW, dlg, max_bytes: int | 
     and ReLU pass gradients where a unit's value is non-zero) to ``Q``.
 
     Nothing in ``X_s`` depends on ``Q``, so the walk runs in blocks of steps
-    (up to 64, as many as ``max_bytes`` allows; small blocks stay in cache;
-    where not even 2 fit, as at |V|=1000, :func:`_graph_sweep_steps` walks step by step), each with a
-    handful of batched products instead of ~20 small calls per step:
+    (up to 64, as many as ``SWEEP_BYTES`` allows; small blocks stay in cache),
+    each with a handful of batched products instead of ~20 small calls per
+    step (where not even 2 steps fit, as at |V|=1000,
+    :func:`_graph_sweep_steps` walks step by step):
 
         W_s     = W_end - sum_{s' >= s} D_{s'}             (D: update s's delta)
         Q_{s+1} = Q_end + sum_{s' > s}  X_{s'}             (reverse cumulative sums)
@@ -246,7 +247,7 @@ def _graph_sweep(nets: Networks, rec, tables: Tables, dW, dlg, max_bytes: int | 
     g = torch.zeros(K, K, dtype=dtype, device=dW.device)
     steps = rec.active.any(1).nonzero()[:, 0]
     per_step = 3 * B * V * V * nets.U.element_size()   # three [B, V, V] temporaries per step
-    C = min(64, (SWEEP_BYTES if max_bytes is None else max_bytes) // per_step)
+    C = min(64, SWEEP_BYTES // per_step)
     if C < 2:
         return _graph_sweep_steps(nets, rec, tables, dW, dlg)
     table = tables.graph
@@ -257,8 +258,7 @@ def _graph_sweep(nets: Networks, rec, tables: Tables, dW, dlg, max_bytes: int | 
         codes = rec.words[ids].long()                                  # [n, B, V]
         a = rec.active[ids].to(dtype)                                  # [n, B]
         Y = one_hot(codes, K, dtype).reshape(n * B, V, K)
-        rows = table[codes] if table.dim() == 2 else table[torch.arange(B)[None, :, None], codes]
-        rows = (rows * (a * tables.graph_eta)[..., None, None]).reshape(n * B, V, K)
+        rows = (lookup(table, codes) * (a * tables.graph_eta)[..., None, None]).reshape(n * B, V, K)
         Ws = torch.bmm(rows, Y.transpose(1, 2)).reshape(n, B, V, V)  # update deltas D_s
         Ws.mul_(G).cumsum_(0)                       # D_s + ... + D_last (steps run latest first)
         if mult:                                    # W_s = W_end * exp(-(...)) or W_end - (...)
