@@ -27,12 +27,6 @@ SCHEMES = {
 }
 
 
-def ordered_curves(results: dict) -> list:
-    """``(scheme, curve)`` in SCHEMES order (results.json sorts its keys)."""
-    curves = results["curves"]
-    return [(k, curves[k]) for k in SCHEMES if k in curves] + [(k, c) for k, c in curves.items() if k not in SCHEMES]
-
-
 def run(out: Path, quick: bool = False) -> dict:
     t_start = time.perf_counter()
     cfg = dict(dataset="mnist", n_train=10000, n_test=10000, n_eval=2000, vertices=1000, cap=500, rounds=3,
@@ -71,7 +65,7 @@ def run(out: Path, quick: bool = False) -> dict:
 def plot(results: dict, out: Path) -> None:
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.5, 4.2))
-    for name, c in ordered_curves(results):
+    for name, c in results["curves"].items():
         ax.plot(c["samples"], [summarize(a)["mean"] for a in c["accuracy"]], marker="o", ms=3, label=name)
     ax.set_xscale("log")
     ax.set_xlabel("training samples seen")
@@ -86,7 +80,7 @@ def plot(results: dict, out: Path) -> None:
 def report(results: dict) -> str:
     cfg = results["config"]
     rows = [[k, fmt_pm(summarize(c["final_test_accuracy"])), f"{c['seconds']:.0f} s"]
-            for k, c in ordered_curves(results)]
+            for k, c in results["curves"].items()]
     note = f"\n\nNote: {cfg['note']}" if cfg.get("note") else ""
     return (f"## Fig. 6 / A.4: update schemes ({cfg['dataset']}, T={cfg['rounds']}, |V|={cfg['vertices']}, "
             f"k={cfg['cap']}, one pass over {cfg['n_train']} images)\n\n"
@@ -99,7 +93,7 @@ def report(results: dict) -> str:
 
 def scheme_notes(results: dict) -> str:
     """Why two schemes tie and why the all-examples/all-rows one lags (measured, not assumed)."""
-    acc = {k: summarize(c["final_test_accuracy"])["mean"] for k, c in ordered_curves(results)}
+    acc = {k: summarize(c["final_test_accuracy"])["mean"] for k, c in results["curves"].items()}
     keys = list(acc)
     default = next((k for k in keys if k.startswith("misclassified, true")), None)
     all_tp = next((k for k in keys if k.startswith("all examples, true")), None)

@@ -114,32 +114,13 @@ def run(out: Path, quick: bool = False) -> dict:
     return finish(out, "table2-accuracy", cfg, results, rows, plot, report)
 
 
-MODEL_ORDER = ["T=3", "T=1*", "T=1", "T=1* (bit form)", "T=1 (bit form)"]  # the paper's rows first
-
-
-def model_order(cells: dict) -> list:
-    names = dict.fromkeys(k.split("|")[0] for k in cells)
-    return sorted(names, key=lambda n: MODEL_ORDER.index(n) if n in MODEL_ORDER else len(MODEL_ORDER))
-
-
-def dataset_order(results: dict) -> list:
-    present = {k.split("|")[1] for k in results["cells"]}
-    return [d for d in results["config"]["datasets"] if d in present]
-
-
-def ordered_cells(results: dict) -> list:
-    """``(key, cell)`` by dataset (config order), then model (the paper's order): results.json sorts keys."""
-    cells = results["cells"]
-    return [(f"{n}|{d}", cells[f"{n}|{d}"]) for d in dataset_order(results) for n in model_order(cells)
-            if f"{n}|{d}" in cells]
-
-
 def plot(results: dict, out: Path) -> None:
     plt = pyplot()
     cells = results["cells"]
     if not cells:
         return
-    names, dsets = model_order(cells), dataset_order(results)
+    names = list(dict.fromkeys(k.split("|")[0] for k in cells))
+    dsets = list(dict.fromkeys(k.split("|")[1] for k in cells))
     fig, ax = plt.subplots(figsize=(8.5, 4.2))
     w = 0.8 / max(len(dsets), 1)
     lowest = 1.0
@@ -164,7 +145,7 @@ def plot(results: dict, out: Path) -> None:
 def report(results: dict) -> str:
     cfg = results["config"]
     rows = []
-    for key, c in ordered_cells(results):
+    for key, c in results["cells"].items():
         name, ds = key.split("|")
         paper = f"{c['paper']:.2f}" if c["paper"] is not None else "-"
         fire = ", ".join(f"{f:.2f}" for f in c.get("firing_per_round", []))
@@ -191,7 +172,7 @@ def bit_form_text(results: dict) -> str:
     """The T=1 and T=1* rows again with section 2's bit-form output update."""
     cells = results["cells"]
     lines, helps_value, helps_bit, gap_short = [], [], [], []
-    for ds in dataset_order(results):
+    for ds in dict.fromkeys(k.split("|")[1] for k in cells):
         got = {n: cells.get(f"{n}|{ds}") for n in ("T=1*", "T=1", "T=1* (bit form)", "T=1 (bit form)")}
         if any(v is None for v in got.values()):
             continue
@@ -226,7 +207,7 @@ def bit_form_text(results: dict) -> str:
 def agreement_text(results: dict) -> str:
     """Which cells agree with the paper: its whole percent (+-0.5 points) against our 95% interval."""
     agree, differ = [], []
-    for key, c in ordered_cells(results):
+    for key, c in results["cells"].items():
         if c.get("paper") is None:
             continue
         m, ci = c["test"]["mean"], c["test"]["ci95"]
@@ -251,7 +232,7 @@ def ceiling_text(results: dict) -> str:
     """The readout-ceiling argument about the paper's T=1* row, from the measured cells."""
     cells = results["cells"]
     lines, above_ceiling, normal_richer = [], False, []
-    for ds in dataset_order(results):
+    for ds in dict.fromkeys(k.split("|")[1] for k in cells):
         star, plain = cells.get(f"T=1*|{ds}"), cells.get(f"T=1|{ds}")
         if not star or not star.get("readout_ceiling") or star.get("paper") is None:
             continue
@@ -287,7 +268,7 @@ def ceiling_text(results: dict) -> str:
                  "zero (docs/DESIGN.md). We implement the paper's equations, not that code, so that row is "
                  "not reproduced here.")
     corr = "; ".join(f"{k.replace('|', ' on ')} {round(c['drive_correlation'], 2) + 0.0:.2f}"
-                     for k, c in ordered_cells(results)
+                     for k, c in results["cells"].items()
                      if k.split("|")[0] in ("T=1*", "T=1") and "drive_correlation" in c)
     if normal_richer and all(normal_richer):
         text += ("\n\nThe paper's 'stark improvement' from all-one input weights is not a property of the "
