@@ -94,10 +94,7 @@ def report(results: dict) -> str:
 def scheme_notes(results: dict) -> str:
     """Why two schemes tie and why the all-examples/all-rows one lags (measured, not assumed)."""
     acc = {k: summarize(c["final_test_accuracy"])["mean"] for k, c in results["curves"].items()}
-    keys = list(acc)
-    default = next((k for k in keys if k.startswith("misclassified, true")), None)
-    all_tp = next((k for k in keys if k.startswith("all examples, true")), None)
-    all_all = next((k for k in keys if k.startswith("all examples, all")), None)
+    default, all_tp, _, all_all = (k if k in acc else None for k in SCHEMES)
     notes = []
     if default and all_tp and acc[default] == acc[all_tp]:
         notes.append(f"'{all_tp}' equals the default exactly: on a correctly classified example the true and "

@@ -17,7 +17,7 @@ import torch
 from ..data import load_dataset
 from ..errors import MetaplasticError
 from ..learner import Scheme, Tables, data_orders, train_rules
-from ..network import NetworkConfig, accuracy, init_networks
+from ..network import NetworkConfig, accuracy, init_networks, project
 from ..readout import hidden_states, readout_ceiling
 from ..rules import perceptron_table
 from .common import finish, fmt_pm, md_table, pyplot, save_fig, summarize
@@ -46,7 +46,6 @@ def models(quick: bool):
 
 def drive_correlation(nets, x) -> float:
     """Mean correlation, over pairs of units, of seed 0's input drives ``x @ A`` (a diagnostic for T=1*)."""
-    from ..network import project
     P = project(x.to(nets.A.dtype), nets.A[0]).double()
     keep = P.std(0) > 0  # a unit with no input connections has a constant drive
     C = torch.corrcoef(P[:, keep].T)

@@ -4,7 +4,8 @@
   output rule learned on halfspace (|V|=100, k=50, T=1) from 10 random N(0, 1)
   tables (:func:`metaplastic.experiments.rule_learning.theorem1`, run here),
   with each learned table's full sign pattern and that of its identifiable
-  part (the part the loss sees on a binary task).
+  part (the part the loss sees on a binary task); then again from starts ten
+  times smaller, which tests why the full pattern misses.
 * Theorem 2 (the output-rule problem is convex): measured where U is linear
   in the rule (updates on all examples to all rows) and where it is not
   (:func:`theorem2`).
@@ -341,7 +342,8 @@ def run(out: Path, quick: bool = False) -> dict:
     t1 = theorem1(out / "theorem1", quick=quick)
     # the same from starts ten times smaller: tests the explanation of the misses (the start's common part)
     t1_small = theorem1(out / "theorem1", quick=quick, init_scale=0.1)
-    results = {"config": cfg, "theorem1": t1, "theorem1_small_start": t1_small, "theorem2": t2, "counterexample": ce, "grid": grid, "grid_sum_nonzero": grid_nonzero,
+    results = {"config": cfg, "theorem1": t1, "theorem1_small_start": t1_small, "theorem2": t2,
+               "counterexample": ce, "grid": grid, "grid_sum_nonzero": grid_nonzero,
                "scale_check": scale, "theorem4": t4, "summary": summarize_grid(grid, grid_nonzero, ce, t4),
                "seconds": time.perf_counter() - t0}
     rows = [dict(part="theorem3", **{k: v for k, v in r.items() if k != "proof_first_C_violation"})
