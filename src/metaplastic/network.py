@@ -37,6 +37,12 @@ from .errors import MetaplasticError
 from .rules import check_rounds
 
 INPUT_WEIGHTS = ("normal", "ones")
+#: Recurrence after round 1: the paper's text ``h <- cap_k(relu(W h + A x))`` ("wh+ax",
+#: the default) or its released code's ``h <- cap_k(relu(W (h + A x)))`` ("w(h+ax)").
+RECURRENCE = ("wh+ax", "w(h+ax)")
+#: When a unit "fires": its capped value is non-zero (the paper's text, section 2;
+#: the default) or it is in the cap's top-k set even at value 0 (the paper's code).
+FIRING = ("nonzero", "top-k")
 
 
 @dataclass(frozen=True)
@@ -51,6 +57,8 @@ class NetworkConfig:
     p: float = 0.5
     input_weights: str = "normal"
     capped: bool = True  # False: the cap-free twin, h <- relu(h @ W + x @ A) (issue: robustness)
+    recurrence: str = "wh+ax"  # see RECURRENCE
+    firing: str = "nonzero"    # see FIRING
 
     @property
     def k(self) -> int | None:
@@ -74,6 +82,11 @@ class NetworkConfig:
         if self.input_weights not in INPUT_WEIGHTS:
             raise MetaplasticError(
                 f"input weights must be one of {INPUT_WEIGHTS}, got {self.input_weights!r}")
+
+        if self.recurrence not in RECURRENCE:
+            raise MetaplasticError(f"recurrence must be one of {RECURRENCE}, got {self.recurrence!r}")
+        if self.firing not in FIRING:
+            raise MetaplasticError(f"firing must be one of {FIRING}, got {self.firing!r}")
 
     def to_dict(self) -> dict:
         return asdict(self)
