@@ -20,6 +20,7 @@ import pytest
 import torch
 
 from metaplastic import data
+from metaplastic.data import checksums, loading, synthetic
 from metaplastic.data import (
     DATASET_NAMES,
     IMAGE_FILES,
@@ -84,10 +85,10 @@ def make_image_files(folder: Path, n_train=30, n_test=20, gz=True, seed=0) -> di
 
 
 def patch_digests(monkeypatch, dataset: str, content: dict[str, bytes]) -> None:
-    table = dict(data.KNOWN_DIGESTS)
+    table = dict(checksums.KNOWN_DIGESTS)
     for name, raw in content.items():
         table[(dataset, name)] = (KnownDigest("sha256", hashlib.sha256(raw).hexdigest(), "test file"),)
-    monkeypatch.setattr(data, "KNOWN_DIGESTS", table)
+    monkeypatch.setattr(checksums, "KNOWN_DIGESTS", table)
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
@@ -196,7 +197,7 @@ def test_relu_classes_not_degenerate(name):
 
 def test_relu_balancing_kicks_in_for_skewed_teacher(monkeypatch):
     # force a teacher whose minority class is tiny by making the bias threshold strict
-    monkeypatch.setattr(data, "BALANCE_MIN_FRACTION", 0.5 + 1e-9)
+    monkeypatch.setattr(synthetic, "BALANCE_MIN_FRACTION", 0.5 + 1e-9)
     t = data._ReluTeacher(data._dataset_generator(0, "relu2"))
     assert t.balanced
     x = torch.randn(20000, 10, generator=torch.Generator().manual_seed(1))
@@ -205,10 +206,10 @@ def test_relu_balancing_kicks_in_for_skewed_teacher(monkeypatch):
 
 
 def test_register_synthetic_and_rnn_placeholder(monkeypatch):
-    monkeypatch.setattr(data, "SYNTHETIC", dict(SYNTHETIC))
-    monkeypatch.setattr(data, "_SYNTHETIC_CLASSES", dict(data._SYNTHETIC_CLASSES))
-    monkeypatch.setattr(data, "_LAZY_PROVIDERS", {})
-    data.SYNTHETIC.pop("rnn", None)
+    monkeypatch.setattr(synthetic, "SYNTHETIC", dict(SYNTHETIC))
+    monkeypatch.setattr(synthetic, "_SYNTHETIC_CLASSES", dict(synthetic._SYNTHETIC_CLASSES))
+    monkeypatch.setattr(loading, "_LAZY_PROVIDERS", {})
+    synthetic.SYNTHETIC.pop("rnn", None)
     assert "rnn" in DATASET_NAMES
     with pytest.raises(DataError, match="rnn.*not been registered"):
         load_dataset("rnn", n_train=10, n_test=10)
