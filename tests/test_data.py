@@ -524,10 +524,32 @@ def test_fetch_offline_and_http_errors(tmp_path, server):
         fetch(["fashion-mnist"], root=tmp_path, base_urls={"fashion-mnist": f"http://127.0.0.1:{port}/"},
               progress=False, timeout=5)
     assert str(tmp_path / "fashion-mnist") in str(ei.value)
-    assert not list((tmp_path / "fashion-mnist").iterdir())
+    assert not (tmp_path / "fashion-mnist").exists()  # the folder it made is gone again
     with pytest.raises(DataError, match="HTTP 404"):
         fetch(["mnist"], root=tmp_path, base_urls={"mnist": base}, progress=False)
-    assert not list((tmp_path / "mnist").iterdir())
+    assert not (tmp_path / "mnist").exists()
+    assert tmp_path.is_dir()  # a data directory that was there before stays
+
+
+def test_fetch_offline_cli_leaves_nothing_behind(tmp_path, capsys, monkeypatch):
+    # no network needed: nothing listens on the port, as on a machine that is offline
+    from metaplastic import cli
+    for var in ("http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(var, raising=False)
+    root = tmp_path / "cache" / "metaplastic"
+    rc = cli.main(["data", "fetch", "mnist", "--data-dir", str(root),
+                   "--base-url", f"http://127.0.0.1:{free_port()}/"])
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert err.startswith("error: could not download http://127.0.0.1:") and "offline" in err
+    assert err.count("\n") == 1
+    assert list(tmp_path.iterdir()) == []  # neither mnist/ nor the folders above it
+    # an existing data directory and the files checked so far are kept
+    (root / "mnist").mkdir(parents=True)
+    (root / "mnist" / "mine.txt").write_text("x")
+    assert cli.main(["data", "fetch", "mnist", "--data-dir", str(root),
+                     "--base-url", f"http://127.0.0.1:{free_port()}/"]) == 2
+    assert [p.name for p in (root / "mnist").iterdir()] == ["mine.txt"]
 
 
 def test_fetch_bad_arguments(tmp_path):

@@ -189,6 +189,8 @@ def build_parser() -> argparse.ArgumentParser:
     f = dsub.add_parser("fetch", help="download the IDX files (SHA-256 checked)")
     f.add_argument("names", nargs="*", default=["mnist", "fashion-mnist"])
     f.add_argument("--data-dir", default=None)
+    f.add_argument("--base-url", default=None,
+                   help="download from this mirror instead (URL + file name + .gz), for every dataset named")
     v = dsub.add_parser("verify", help="check the IDX files present")
     v.add_argument("--data-dir", default=None)
     v.add_argument("--json", action="store_true")
@@ -334,7 +336,8 @@ def cmd_reproduce(args) -> int:
 def cmd_data(args) -> int:
     from . import data
     if args.data_command == "fetch":
-        rows = data.fetch(tuple(args.names), root=args.data_dir)
+        mirror = None if args.base_url is None else {n: args.base_url for n in args.names}
+        rows = data.fetch(tuple(args.names), root=args.data_dir, base_urls=mirror)
         for r in rows:
             print(f"{r.get('status', '?'):8s} {r.get('path', '')}")
         return 0

@@ -104,6 +104,86 @@ def _download(url: str, dest: pathlib.Path, folder: pathlib.Path, progress: bool
         raise DataError(f"could not save {url} to {dest} ({exc}); check the target directory") from None
 
 
+def _check_base_urls(base_urls) -> dict[str, str]:
+    """The mirror of each dataset: :data:`DEFAULT_BASE_URLS` overridden by ``base_urls``."""
+    urls = dict(DEFAULT_BASE_URLS)
+    if base_urls is not None:
+        if not isinstance(base_urls, dict):
+            raise DataError(f"base_urls must be a dict {{dataset name: URL}}, got {type(base_urls).__name__}")
+        for k, v in base_urls.items():
+            key = _normalize_name(k) if isinstance(k, str) else k
+            if key not in IMAGE_DATASETS:
+                raise DataError(f"base_urls has unknown dataset {k!r}; valid: {', '.join(IMAGE_DATASETS)}")
+            if not isinstance(v, str) or not v.strip():
+                raise DataError(f"base_urls[{k!r}] must be a URL string, got {v!r}")
+            urls[key] = v.strip()
+    return urls
+
+
+def _make_folder(folder: pathlib.Path) -> list[pathlib.Path]:
+    """Create ``folder`` and its missing parents; return the ones created, outermost first."""
+    created = []
+    p = folder
+    while not p.exists() and p != p.parent:
+        created.append(p)
+        p = p.parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DataError(f"cannot create {folder} ({exc.strerror or exc}); pick a writable data directory") from None
+    return created[::-1]
+
+
+def _remove_empty(created: list[pathlib.Path]) -> None:
+    """Remove the folders a failed fetch created, innermost first, as long as they are empty."""
+    for d in reversed(created):
+        try:
+            d.rmdir()
+        except OSError:  # not empty (a file this run verified, or someone else's) or gone
+            return
+
+
+def _fetch_file(dataset: str, fname: str, folder: pathlib.Path, url: str, progress: bool,
+                timeout: float) -> dict:
+    """One file: keep a good copy, else download to a temporary file, check it, rename it in."""
+    existing = _find_file(folder, fname)
+    if existing is not None:
+        rec = _check_path(dataset, fname, existing)
+        if rec["status"] == "ok":
+            rec.update(status="present", url=url)
+            return rec
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{fname}.", suffix=".part", dir=folder)
+    os.close(fd)
+    tmp = pathlib.Path(tmp_name)
+    try:
+        _download(url, tmp, folder, progress, timeout)
+        try:
+            data, gz = _load_bytes(tmp)
+        except DataError:
+            data, gz = None, None
+        if data is not None:
+            ok, sha, note = _check_content(dataset, fname, data, gz)
+        else:
+            ok, sha, note = False, "(not valid gzip)", ""
+        if not ok:
+            raise DataError(
+                f"checksum mismatch for {url}: got SHA-256 {sha} of the uncompressed content, "
+                f"expected one of: {_expected_text(dataset, fname)}; the download was deleted: "
+                "check the mirror URL or place a good copy by hand"
+            )
+        final = folder / (fname + ".gz" if gz is not None else fname)
+        os.replace(tmp, final)
+        stale = folder / (fname + ".gz")
+        if gz is None and stale.exists():
+            # a bad .gz (it failed the check above) would shadow the new raw file
+            stale.unlink()
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return {"dataset": dataset, "file": fname, "path": str(final), "status": "downloaded",
+            "sha256": sha, "note": note, "url": url}
+
+
 def fetch(
     names: Iterable[str] | str = ("mnist", "fashion-mnist"),
     *,
@@ -122,70 +202,27 @@ def fetch(
     is deleted and raises :class:`DataError`; so do network failures (with instructions for
     placing the files by hand).  Progress bars go to stderr when ``progress`` is true.
 
+    A failed fetch leaves no partial file behind, and removes the folders it created
+    (``<name>/``, and the data directory itself) when they are empty; files it already
+    downloaded and checked are kept, so running it again fetches only the rest.
+
     Returns one dict per file: ``dataset, file, path, status, sha256, note, url``.
     """
     todo = _normalize_fetch_names(names)
-    urls = dict(DEFAULT_BASE_URLS)
-    if base_urls is not None:
-        if not isinstance(base_urls, dict):
-            raise DataError(f"base_urls must be a dict {{dataset name: URL}}, got {type(base_urls).__name__}")
-        for k, v in base_urls.items():
-            key = _normalize_name(k) if isinstance(k, str) else k
-            if key not in IMAGE_DATASETS:
-                raise DataError(f"base_urls has unknown dataset {k!r}; valid: {', '.join(IMAGE_DATASETS)}")
-            if not isinstance(v, str) or not v.strip():
-                raise DataError(f"base_urls[{k!r}] must be a URL string, got {v!r}")
-            urls[key] = v.strip()
+    urls = _check_base_urls(base_urls)
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
         raise DataError(f"timeout must be a positive number of seconds, got {timeout!r}")
     base = _resolve_data_dir(root)
     results = []
     for dataset in todo:
         folder = base / dataset
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise DataError(f"cannot create {folder} ({exc.strerror or exc}); pick a writable data directory") from None
+        created = _make_folder(folder)
         prefix = urls[dataset] if urls[dataset].endswith("/") else urls[dataset] + "/"
-        for fname in IMAGE_FILES:
-            url = prefix + fname + ".gz"
-            existing = _find_file(folder, fname)
-            if existing is not None:
-                rec = _check_path(dataset, fname, existing)
-                if rec["status"] == "ok":
-                    rec.update(status="present", url=url)
-                    results.append(rec)
-                    continue
-            fd, tmp_name = tempfile.mkstemp(prefix=f".{fname}.", suffix=".part", dir=folder)
-            os.close(fd)
-            tmp = pathlib.Path(tmp_name)
-            try:
-                _download(url, tmp, folder, progress, float(timeout))
-                try:
-                    data, gz = _load_bytes(tmp)
-                except DataError:
-                    data, gz = None, None
-                if data is not None:
-                    ok, sha, note = _check_content(dataset, fname, data, gz)
-                else:
-                    ok, sha, note = False, "(not valid gzip)", ""
-                if not ok:
-                    raise DataError(
-                        f"checksum mismatch for {url}: got SHA-256 {sha} of the uncompressed content, "
-                        f"expected one of: {_expected_text(dataset, fname)}; the download was deleted: "
-                        "check the mirror URL or place a good copy by hand"
-                    )
-                final = folder / (fname + ".gz" if gz is not None else fname)
-                os.replace(tmp, final)
-                stale = folder / (fname + ".gz")
-                if gz is None and stale.exists():
-                    # a bad .gz (it failed the check above) would shadow the new raw file
-                    stale.unlink()
-            finally:
-                if tmp.exists():
-                    tmp.unlink()
-            results.append({
-                "dataset": dataset, "file": fname, "path": str(final), "status": "downloaded",
-                "sha256": sha, "note": note, "url": url,
-            })
+        try:
+            for fname in IMAGE_FILES:
+                url = prefix + fname + ".gz"
+                results.append(_fetch_file(dataset, fname, folder, url, progress, float(timeout)))
+        except BaseException:  # network failure, bad checksum, Ctrl-C: tidy up, then report
+            _remove_empty(created)
+            raise
     return results
