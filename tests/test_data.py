@@ -6,10 +6,12 @@ No network: fetch() is exercised against a local http.server on 127.0.0.1.
 from __future__ import annotations
 
 import functools
+import json
 import gzip
 import hashlib
 import http.server
 import os
+import re
 import shutil
 import socket
 import threading
@@ -23,6 +25,7 @@ from metaplastic import data
 from metaplastic.data import checksums, loading, synthetic
 from metaplastic.data import (
     DATASET_NAMES,
+    DataWarning,
     IMAGE_FILES,
     SYNTHETIC,
     Dataset,
@@ -586,11 +589,15 @@ def test_npz_good(tmp_path):
     assert sub.x_train.shape == (10, 5) and sub.x_test.shape == (30, 5)
     assert torch.equal(sub.x_train, load_dataset(path, n_train=10, seed=1).x_train)
     assert not torch.equal(sub.x_train, load_dataset(path, n_train=10, seed=2).x_train)
-    # n_classes counts test labels too
+    # a label found only in the test split is not a new class
     arrs["y_test"] = arrs["y_test"].copy()
     arrs["y_test"][0] = 4
     np.savez(tmp_path / "more.npz", **arrs)
-    assert load_dataset(tmp_path / "more.npz").n_classes == 5
+    with pytest.raises(DataError, match=r"class 4 appears only in the test split \(first at y_test index 0"):
+        load_dataset(tmp_path / "more.npz")
+    # ... unless the user states the number of classes; the classes without training examples warn
+    with pytest.warns(DataWarning, match=r"training split has no example of classes 3, 4 \(of 0\.\.4\)"):
+        assert load_dataset(tmp_path / "more.npz", n_classes=5).n_classes == 5
 
 
 def _bad(arrs, **changes):
@@ -666,3 +673,76 @@ def test_validate_xy_direct():
         validate_xy(np.ones((3, 2)), np.eye(3, dtype=np.int64))
     with pytest.raises(DataError, match="^mine: "):
         validate_xy(np.ones(3), np.array([0, 1, 1]), what="mine")
+
+
+# --------------------------------------------------------------------------- classes of a user dataset
+
+
+def _class_npz(path, y_train, y_test):
+    rng = np.random.default_rng(0)
+    np.savez(path, x_train=rng.normal(size=(len(y_train), 4)), y_train=np.asarray(y_train, np.int64),
+             x_test=rng.normal(size=(len(y_test), 4)), y_test=np.asarray(y_test, np.int64))
+    return str(path)
+
+
+_TEN = np.arange(200) % 10
+
+
+@pytest.mark.parametrize("y_train, y_test, flags, msg", [
+    (_TEN, np.r_[np.arange(49) % 10, 10], [], r"class 10 appears only in the test split"),
+    (np.r_[_TEN, 5000], np.arange(50) % 10, [],
+     r"y_train has labels up to 5000 \(first at index 200\) but classes 10\.\.4999 never appear in it"),
+    (_TEN[_TEN != 7], np.arange(50) % 10, [], r"but class 7 never appears in it \(1 of 10\)"),
+    (np.r_[_TEN, 10], np.arange(50) % 10, ["--n-classes", "10"],
+     r"\(train split\): y has 1 label\(s\) >= n_classes=10 \(first: 10 at index 200\)"),
+    (_TEN, np.r_[np.arange(49) % 10, 10], ["--n-classes", "10"], r"\(test split\).*>= n_classes=10"),
+])
+@pytest.mark.parametrize("command", ["train", "learn-rule"])
+def test_stray_labels_are_refused_by_the_cli(tmp_path, capsys, command, y_train, y_test, flags, msg):
+    from metaplastic import cli
+    path = _class_npz(tmp_path / "d.npz", y_train, y_test)
+    out = tmp_path / "out"
+    args = [command, "--dataset", path, "--vertices", "20", "--cap", "10", "--no-progress", *flags]
+    args += ["--out", str(out / "r.json" if command == "learn-rule" else out)]
+    rc = cli.main(args)
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert err.startswith("error: d.npz") and err.count("\n") == 1, err
+    assert re.search(msg, err), err
+    assert not out.exists()
+
+
+def test_stated_n_classes_cli(tmp_path, capsys):
+    from metaplastic import cli
+    path = _class_npz(tmp_path / "d.npz", _TEN, np.r_[np.arange(49) % 10, 10])
+    rc = cli.main(["train", "--dataset", path, "--vertices", "20", "--cap", "10", "--n-classes", "11",
+                   "--no-progress", "--json"])
+    cap = capsys.readouterr()
+    assert rc == 0
+    assert cap.err == ("warning: d.npz: the training split has no example of class 10 (of 0..10); "
+                       "the networks cannot learn to predict it\n")
+    res = json.loads(cap.out)
+    assert res["dataset"]["n_classes"] == 11 and res["config"]["n_classes"] == 11
+    # a built-in dataset has its own number of classes
+    rc = cli.main(["train", "--dataset", "halfspace", "--n-train", "50", "--n-test", "50", "--n-classes", "3"])
+    err = capsys.readouterr().err
+    assert rc == 2 and err == ("error: dataset 'halfspace' has 2 classes, but n_classes=3 was stated; "
+                               "drop --n-classes or give that number\n")
+    assert load_dataset("mnist" if SHARED.is_dir() else "halfspace", n_train=20, n_test=20,
+                        data_dir=SHARED if SHARED.is_dir() else None,
+                        n_classes=10 if SHARED.is_dir() else 2).n_classes in (2, 10)
+
+
+def test_rare_class_and_thin_subset_warn(tmp_path):
+    # one label 10 among 200 training labels 0..9: probably stray, but a valid class 0..l-1 set
+    path = _class_npz(tmp_path / "d.npz", np.r_[_TEN, 10], np.arange(50) % 10)
+    with pytest.warns(DataWarning, match=r"class 10 \(1 example\) has very few training examples"):
+        assert load_dataset(path).n_classes == 11
+    with pytest.raises(DataError, match=r">= n_classes=10"):
+        load_dataset(path, n_classes=10)
+    # a drawn training subset that misses a class
+    path = _class_npz(tmp_path / "e.npz", _TEN, np.arange(50) % 10)
+    with pytest.warns(DataWarning, match=r"the 3 training points drawn \(n_train\) has no example of classes"):
+        load_dataset(path, n_train=3)
+    with pytest.raises(DataError, match="n_classes must be at least 2"):
+        load_dataset(path, n_classes=1)

@@ -24,7 +24,8 @@ one-line message that says what is wrong and how to fix it.
 One module per job:
 
 * :mod:`.dataset`: the :class:`Dataset` container, dataset names, seeding;
-* :mod:`.validation`: :func:`validate_xy` and the label checks for user data;
+* :mod:`.validation`: :func:`validate_xy`, the checks on user arrays;
+* :mod:`.labels`: the number of classes of a user dataset (no stray classes);
 * :mod:`.synthetic`: the synthetic teachers and their registry;
 * :mod:`.idx`: the data directory, the IDX reader and the MNIST / Fashion-MNIST loader;
 * :mod:`.npz`: user ``.npz`` files;
@@ -46,6 +47,7 @@ from .dataset import (
 )
 from .download import DEFAULT_BASE_URLS, DOWNLOAD_TIMEOUT_S, fetch
 from .idx import ENV_DATA, data_dir, read_idx
+from .labels import DataWarning
 from .loading import load_dataset
 from .synthetic import (
     BALANCE_MIN_FRACTION,
@@ -70,6 +72,7 @@ __all__ = [
     "KnownDigest",
     "load_dataset",
     "validate_xy",
+    "DataWarning",
     "data_dir",
     "read_idx",
     "fetch",

@@ -40,6 +40,7 @@ def load_dataset(
     n_test: int = 10000,
     seed: int = 0,
     data_dir: str | os.PathLike | None = None,
+    n_classes: int | None = None,
 ) -> Dataset:
     """Load one of the paper's datasets (section 2, A.2) or a user ``.npz`` file.
 
@@ -53,13 +54,33 @@ def load_dataset(
       :class:`DataError` if a file has fewer items than requested.
     * a path ending in ``.npz`` or naming an existing file: see :func:`_load_npz`.
 
+    ``n_classes`` states the number of classes l: for an ``.npz`` file, labels must then
+    lie in ``0..l-1`` (without it, l is inferred and every class must appear in the
+    training split, see :mod:`metaplastic.data.labels`); for a built-in dataset it must
+    equal the dataset's own (2 for the synthetic sets, 10 for the image sets).
+
     Names are case-insensitive and ``_`` may stand for ``-``.
     """
     n_train = _check_count(n_train, "n_train")
     n_test = _check_count(n_test, "n_test")
     seed = _check_seed(seed)
+    if n_classes is not None:
+        n_classes = _check_count(n_classes, "n_classes")
+        if n_classes < 2:
+            raise DataError(f"n_classes must be at least 2 (a classifier needs two classes), got {n_classes}")
+    data = _load_any(name_or_path, n_train, n_test, seed, data_dir, n_classes)
+    if n_classes is not None and data.n_classes != n_classes:
+        raise DataError(
+            f"dataset {data.name!r} has {data.n_classes} classes, but n_classes={n_classes} was "
+            "stated; drop --n-classes or give that number"
+        )
+    return data
+
+
+def _load_any(name_or_path, n_train: int, n_test: int, seed: int, data_dir, n_classes) -> Dataset:
+    """The dataset that ``name_or_path`` names (``load_dataset`` without its argument checks)."""
     if isinstance(name_or_path, os.PathLike):
-        return _load_npz(pathlib.Path(os.fspath(name_or_path)), n_train, n_test, seed)
+        return _load_npz(pathlib.Path(os.fspath(name_or_path)), n_train, n_test, seed, n_classes)
     if not isinstance(name_or_path, str) or not name_or_path.strip():
         raise DataError(
             f"dataset must be a name ({', '.join(_known_names())}) or a path to an .npz file, "
@@ -82,7 +103,7 @@ def load_dataset(
         )
     path = pathlib.Path(name_or_path).expanduser()
     if name_or_path.strip().lower().endswith(".npz") or path.is_file():
-        return _load_npz(path, n_train, n_test, seed)
+        return _load_npz(path, n_train, n_test, seed, n_classes)
     raise DataError(
         f"unknown dataset {name_or_path!r}; valid names: {', '.join(_known_names())}, or a "
         "path to an .npz file with x_train, y_train, x_test, y_test"

@@ -16,19 +16,14 @@ import torch
 from metaplastic.errors import DataError
 
 from .dataset import Dataset, _dataset_generator, _subset_indices
+from .labels import count_classes, warn_absent
 from .validation import validate_xy
 
 _NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
 
 
-def _load_npz(path: pathlib.Path, n_train: int, n_test: int, seed: int) -> Dataset:
-    """A user dataset from ``.npz`` with ``x_train, y_train, x_test, y_test``.
-
-    Checked with :func:`validate_xy`; features are used as they are (no rescaling).
-    ``n_classes`` is the largest label over both splits plus one.  If a split has more
-    points than ``n_train`` / ``n_test``, a seeded random subset (ascending order) is taken;
-    if it has fewer or equal, all of it is used (no error).
-    """
+def _read_arrays(path: pathlib.Path) -> dict:
+    """The four arrays of the archive, read without pickles; one clear line for any bad file."""
     if not path.exists():
         raise DataError(f"dataset file {path} does not exist; check the path")
     if not path.is_file():
@@ -67,9 +62,26 @@ def _load_npz(path: pathlib.Path, n_train: int, n_test: int, seed: int) -> Datas
         raise DataError(
             f"{path}: cannot read as .npz archive ({exc or type(exc).__name__}); {save_hint}"
         ) from None
+    return arrays
 
-    xtr, ytr = validate_xy(arrays["x_train"], arrays["y_train"], what=f"{path.name} (train split)")
-    xte, yte = validate_xy(arrays["x_test"], arrays["y_test"], what=f"{path.name} (test split)")
+
+def _load_npz(path: pathlib.Path, n_train: int, n_test: int, seed: int,
+              n_classes: int | None = None) -> Dataset:
+    """A user dataset from ``.npz`` with ``x_train, y_train, x_test, y_test``.
+
+    Checked with :func:`validate_xy`; features are used as they are (no rescaling).
+    The number of classes is ``n_classes`` when given (labels must be below it),
+    else the largest training label plus one (see :mod:`.labels`: every class must
+    appear in the training split).  If a split has more points than ``n_train`` /
+    ``n_test``, a seeded random subset (ascending order) is taken; if it has fewer
+    or equal, all of it is used (no error).  A subset that misses a class is warned about.
+    """
+    arrays = _read_arrays(path)
+
+    xtr, ytr = validate_xy(arrays["x_train"], arrays["y_train"], what=f"{path.name} (train split)",
+                           n_classes=n_classes)
+    xte, yte = validate_xy(arrays["x_test"], arrays["y_test"], what=f"{path.name} (test split)",
+                           n_classes=n_classes)
     if xtr.shape[1] != xte.shape[1]:
         raise DataError(
             f"{path.name}: x_train has {xtr.shape[1]} features but x_test has {xte.shape[1]}; "
@@ -80,12 +92,15 @@ def _load_npz(path: pathlib.Path, n_train: int, n_test: int, seed: int) -> Datas
             f"{path.name}: the training split has a single class (label {int(ytr[0])}); a "
             "classifier needs at least two classes in y_train"
         )
-    n_classes = int(max(int(ytr.max()), int(yte.max()))) + 1
+    n_classes = count_classes(ytr, yte, n_classes, path.name)
     name = path.stem
     g = _dataset_generator(seed, "npz:" + name)
     if n_train < xtr.shape[0]:
+        had = torch.bincount(ytr, minlength=n_classes) > 0
         idx = _subset_indices(xtr.shape[0], n_train, g)
         xtr, ytr = xtr[idx], ytr[idx]
+        lost = (had & (torch.bincount(ytr, minlength=n_classes) == 0)).nonzero().flatten().tolist()
+        warn_absent(lost, n_classes, f"{path.name}: the {n_train} training points drawn (n_train)")
     if n_test < xte.shape[0]:
         idx = _subset_indices(xte.shape[0], n_test, g)
         xte, yte = xte[idx], yte[idx]
