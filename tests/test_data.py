@@ -6,13 +6,16 @@ No network: fetch() is exercised against a local http.server on 127.0.0.1.
 from __future__ import annotations
 
 import functools
+import json
 import gzip
 import hashlib
 import http.server
 import os
+import re
 import shutil
 import socket
 import threading
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -20,8 +23,10 @@ import pytest
 import torch
 
 from metaplastic import data
+from metaplastic.data import checksums, loading, synthetic
 from metaplastic.data import (
     DATASET_NAMES,
+    DataWarning,
     IMAGE_FILES,
     SYNTHETIC,
     Dataset,
@@ -84,10 +89,10 @@ def make_image_files(folder: Path, n_train=30, n_test=20, gz=True, seed=0) -> di
 
 
 def patch_digests(monkeypatch, dataset: str, content: dict[str, bytes]) -> None:
-    table = dict(data.KNOWN_DIGESTS)
+    table = dict(checksums.KNOWN_DIGESTS)
     for name, raw in content.items():
         table[(dataset, name)] = (KnownDigest("sha256", hashlib.sha256(raw).hexdigest(), "test file"),)
-    monkeypatch.setattr(data, "KNOWN_DIGESTS", table)
+    monkeypatch.setattr(checksums, "KNOWN_DIGESTS", table)
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):
@@ -196,7 +201,7 @@ def test_relu_classes_not_degenerate(name):
 
 def test_relu_balancing_kicks_in_for_skewed_teacher(monkeypatch):
     # force a teacher whose minority class is tiny by making the bias threshold strict
-    monkeypatch.setattr(data, "BALANCE_MIN_FRACTION", 0.5 + 1e-9)
+    monkeypatch.setattr(synthetic, "BALANCE_MIN_FRACTION", 0.5 + 1e-9)
     t = data._ReluTeacher(data._dataset_generator(0, "relu2"))
     assert t.balanced
     x = torch.randn(20000, 10, generator=torch.Generator().manual_seed(1))
@@ -205,10 +210,10 @@ def test_relu_balancing_kicks_in_for_skewed_teacher(monkeypatch):
 
 
 def test_register_synthetic_and_rnn_placeholder(monkeypatch):
-    monkeypatch.setattr(data, "SYNTHETIC", dict(SYNTHETIC))
-    monkeypatch.setattr(data, "_SYNTHETIC_CLASSES", dict(data._SYNTHETIC_CLASSES))
-    monkeypatch.setattr(data, "_LAZY_PROVIDERS", {})
-    data.SYNTHETIC.pop("rnn", None)
+    monkeypatch.setattr(synthetic, "SYNTHETIC", dict(SYNTHETIC))
+    monkeypatch.setattr(synthetic, "_SYNTHETIC_CLASSES", dict(synthetic._SYNTHETIC_CLASSES))
+    monkeypatch.setattr(loading, "_LAZY_PROVIDERS", {})
+    synthetic.SYNTHETIC.pop("rnn", None)
     assert "rnn" in DATASET_NAMES
     with pytest.raises(DataError, match="rnn.*not been registered"):
         load_dataset("rnn", n_train=10, n_test=10)
@@ -523,10 +528,32 @@ def test_fetch_offline_and_http_errors(tmp_path, server):
         fetch(["fashion-mnist"], root=tmp_path, base_urls={"fashion-mnist": f"http://127.0.0.1:{port}/"},
               progress=False, timeout=5)
     assert str(tmp_path / "fashion-mnist") in str(ei.value)
-    assert not list((tmp_path / "fashion-mnist").iterdir())
+    assert not (tmp_path / "fashion-mnist").exists()  # the folder it made is gone again
     with pytest.raises(DataError, match="HTTP 404"):
         fetch(["mnist"], root=tmp_path, base_urls={"mnist": base}, progress=False)
-    assert not list((tmp_path / "mnist").iterdir())
+    assert not (tmp_path / "mnist").exists()
+    assert tmp_path.is_dir()  # a data directory that was there before stays
+
+
+def test_fetch_offline_cli_leaves_nothing_behind(tmp_path, capsys, monkeypatch):
+    # no network needed: nothing listens on the port, as on a machine that is offline
+    from metaplastic import cli
+    for var in ("http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(var, raising=False)
+    root = tmp_path / "cache" / "metaplastic"
+    rc = cli.main(["data", "fetch", "mnist", "--data-dir", str(root),
+                   "--base-url", f"http://127.0.0.1:{free_port()}/"])
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert err.startswith("error: could not download http://127.0.0.1:") and "offline" in err
+    assert err.count("\n") == 1
+    assert list(tmp_path.iterdir()) == []  # neither mnist/ nor the folders above it
+    # an existing data directory and the files checked so far are kept
+    (root / "mnist").mkdir(parents=True)
+    (root / "mnist" / "mine.txt").write_text("x")
+    assert cli.main(["data", "fetch", "mnist", "--data-dir", str(root),
+                     "--base-url", f"http://127.0.0.1:{free_port()}/"]) == 2
+    assert [p.name for p in (root / "mnist").iterdir()] == ["mine.txt"]
 
 
 def test_fetch_bad_arguments(tmp_path):
@@ -562,12 +589,18 @@ def test_npz_good(tmp_path):
     sub = load_dataset(path, n_train=10, n_test=100, seed=1)
     assert sub.x_train.shape == (10, 5) and sub.x_test.shape == (30, 5)
     assert torch.equal(sub.x_train, load_dataset(path, n_train=10, seed=1).x_train)
-    assert not torch.equal(sub.x_train, load_dataset(path, n_train=10, seed=2).x_train)
-    # n_classes counts test labels too
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DataWarning)  # a 10-point subset may miss a class
+        assert not torch.equal(sub.x_train, load_dataset(path, n_train=10, seed=2).x_train)
+    # a label found only in the test split is not a new class
     arrs["y_test"] = arrs["y_test"].copy()
     arrs["y_test"][0] = 4
     np.savez(tmp_path / "more.npz", **arrs)
-    assert load_dataset(tmp_path / "more.npz").n_classes == 5
+    with pytest.raises(DataError, match=r"class 4 appears only in the test split \(first at y_test index 0"):
+        load_dataset(tmp_path / "more.npz")
+    # ... unless the user states the number of classes; the classes without training examples warn
+    with pytest.warns(DataWarning, match=r"training split has no example of classes 3, 4 \(of 0\.\.4\)"):
+        assert load_dataset(tmp_path / "more.npz", n_classes=5).n_classes == 5
 
 
 def _bad(arrs, **changes):
@@ -643,3 +676,76 @@ def test_validate_xy_direct():
         validate_xy(np.ones((3, 2)), np.eye(3, dtype=np.int64))
     with pytest.raises(DataError, match="^mine: "):
         validate_xy(np.ones(3), np.array([0, 1, 1]), what="mine")
+
+
+# --------------------------------------------------------------------------- classes of a user dataset
+
+
+def _class_npz(path, y_train, y_test):
+    rng = np.random.default_rng(0)
+    np.savez(path, x_train=rng.normal(size=(len(y_train), 4)), y_train=np.asarray(y_train, np.int64),
+             x_test=rng.normal(size=(len(y_test), 4)), y_test=np.asarray(y_test, np.int64))
+    return str(path)
+
+
+_TEN = np.arange(200) % 10
+
+
+@pytest.mark.parametrize("y_train, y_test, flags, msg", [
+    (_TEN, np.r_[np.arange(49) % 10, 10], [], r"class 10 appears only in the test split"),
+    (np.r_[_TEN, 5000], np.arange(50) % 10, [],
+     r"y_train has labels up to 5000 \(first at index 200\) but classes 10\.\.4999 never appear in it"),
+    (_TEN[_TEN != 7], np.arange(50) % 10, [], r"but class 7 never appears in it \(1 of 10\)"),
+    (np.r_[_TEN, 10], np.arange(50) % 10, ["--n-classes", "10"],
+     r"\(train split\): y has 1 label\(s\) >= n_classes=10 \(first: 10 at index 200\)"),
+    (_TEN, np.r_[np.arange(49) % 10, 10], ["--n-classes", "10"], r"\(test split\).*>= n_classes=10"),
+])
+@pytest.mark.parametrize("command", ["train", "learn-rule"])
+def test_stray_labels_are_refused_by_the_cli(tmp_path, capsys, command, y_train, y_test, flags, msg):
+    from metaplastic import cli
+    path = _class_npz(tmp_path / "d.npz", y_train, y_test)
+    out = tmp_path / "out"
+    args = [command, "--dataset", path, "--vertices", "20", "--cap", "10", "--no-progress", *flags]
+    args += ["--out", str(out / "r.json" if command == "learn-rule" else out)]
+    rc = cli.main(args)
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert err.startswith("error: d.npz") and err.count("\n") == 1, err
+    assert re.search(msg, err), err
+    assert not out.exists()
+
+
+def test_stated_n_classes_cli(tmp_path, capsys):
+    from metaplastic import cli
+    path = _class_npz(tmp_path / "d.npz", _TEN, np.r_[np.arange(49) % 10, 10])
+    rc = cli.main(["train", "--dataset", path, "--vertices", "20", "--cap", "10", "--n-classes", "11",
+                   "--no-progress", "--json"])
+    cap = capsys.readouterr()
+    assert rc == 0
+    assert cap.err == ("warning: d.npz: the training split has no example of class 10 (of 0..10); "
+                       "the networks cannot learn to predict it\n")
+    res = json.loads(cap.out)
+    assert res["dataset"]["n_classes"] == 11 and res["config"]["n_classes"] == 11
+    # a built-in dataset has its own number of classes
+    rc = cli.main(["train", "--dataset", "halfspace", "--n-train", "50", "--n-test", "50", "--n-classes", "3"])
+    err = capsys.readouterr().err
+    assert rc == 2 and err == ("error: dataset 'halfspace' has 2 classes, but n_classes=3 was stated; "
+                               "drop --n-classes or give that number\n")
+    assert load_dataset("mnist" if SHARED.is_dir() else "halfspace", n_train=20, n_test=20,
+                        data_dir=SHARED if SHARED.is_dir() else None,
+                        n_classes=10 if SHARED.is_dir() else 2).n_classes in (2, 10)
+
+
+def test_rare_class_and_thin_subset_warn(tmp_path):
+    # one label 10 among 200 training labels 0..9: probably stray, but a valid class 0..l-1 set
+    path = _class_npz(tmp_path / "d.npz", np.r_[_TEN, 10], np.arange(50) % 10)
+    with pytest.warns(DataWarning, match=r"class 10 \(1 example\) has very few training examples"):
+        assert load_dataset(path).n_classes == 11
+    with pytest.raises(DataError, match=r">= n_classes=10"):
+        load_dataset(path, n_classes=10)
+    # a drawn training subset that misses a class
+    path = _class_npz(tmp_path / "e.npz", _TEN, np.arange(50) % 10)
+    with pytest.warns(DataWarning, match=r"the 3 training points drawn \(n_train\) has no example of classes"):
+        load_dataset(path, n_train=3)
+    with pytest.raises(DataError, match="n_classes must be at least 2"):
+        load_dataset(path, n_classes=1)

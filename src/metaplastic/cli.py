@@ -67,6 +67,9 @@ def add_data_args(p: argparse.ArgumentParser, dataset="halfspace") -> None:
     g.add_argument("--n-train", type=_positive_int, default=10000, help="training examples (default %(default)s)")
     g.add_argument("--n-test", type=_positive_int, default=10000, help="test examples (default %(default)s)")
     g.add_argument("--data-dir", default=None, help="MNIST/Fashion-MNIST folder (default: $METAPLASTIC_DATA or the user cache)")
+    g.add_argument("--n-classes", type=_positive_int, default=None, metavar="L",
+                   help="number of classes; labels must be 0..L-1 (default: the largest training "
+                        "label + 1, every class in the training split)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -189,6 +192,8 @@ def build_parser() -> argparse.ArgumentParser:
     f = dsub.add_parser("fetch", help="download the IDX files (SHA-256 checked)")
     f.add_argument("names", nargs="*", default=["mnist", "fashion-mnist"])
     f.add_argument("--data-dir", default=None)
+    f.add_argument("--base-url", default=None,
+                   help="download from this mirror instead (URL + file name + .gz), for every dataset named")
     v = dsub.add_parser("verify", help="check the IDX files present")
     v.add_argument("--data-dir", default=None)
     v.add_argument("--json", action="store_true")
@@ -233,7 +238,7 @@ def cmd_train(args) -> int:
                    output_rows=args.output_rows, output_input=args.output_input, eta=args.eta,
                    epochs=args.epochs, ensemble=args.ensemble, seed=args.seed, gd=args.gd,
                    gd_lr=args.gd_lr, gd_batch=args.gd_batch, device=args.device, dtype=args.dtype,
-                   data_dir=args.data_dir, threads=args.threads)
+                   data_dir=args.data_dir, threads=args.threads, n_classes=args.n_classes)
     res = run_train(job, progress=not args.no_progress, out=args.out)
     if args.json:
         print(json.dumps(_finite_json(res), allow_nan=False))
@@ -272,7 +277,7 @@ def cmd_learn_rule(args) -> int:
                      output_input=args.output_input, resample_graphs=not args.fixed_graphs,
                      seed=args.seed, dtype=args.dtype, device=args.device,
                      checkpoint_every=args.checkpoint_every, final_networks=args.final_networks,
-                     data_dir=args.data_dir)
+                     data_dir=args.data_dir, n_classes=args.n_classes)
     res = learn_rule(cfg, args.out, run_dir=args.run_dir, resume=args.resume,
                      progress=not args.no_progress)
     if args.json:
@@ -334,7 +339,8 @@ def cmd_reproduce(args) -> int:
 def cmd_data(args) -> int:
     from . import data
     if args.data_command == "fetch":
-        rows = data.fetch(tuple(args.names), root=args.data_dir)
+        mirror = None if args.base_url is None else {n: args.base_url for n in args.names}
+        rows = data.fetch(tuple(args.names), root=args.data_dir, base_urls=mirror)
         for r in rows:
             print(f"{r.get('status', '?'):8s} {r.get('path', '')}")
         return 0
@@ -380,7 +386,8 @@ def cmd_attack(args) -> int:
     if args.n_images > n_test:
         raise MetaplasticError(f"--n-images {args.n_images} exceeds the {n_test} test images of {args.model}")
     data = load_dataset(cfg.get("dataset", "mnist"), n_train=int(cfg.get("n_train", 10000)), n_test=n_test,
-                        seed=int(cfg.get("seed", 0)), data_dir=args.data_dir or cfg.get("data_dir"))
+                        seed=int(cfg.get("seed", 0)), data_dir=args.data_dir or cfg.get("data_dir"),
+                        n_classes=cfg.get("n_classes"))
     x, y = data.x_test[:args.n_images], data.y_test[:args.n_images]
     t0 = time.perf_counter()
     correct = attacks.predict(model, x) == y
@@ -421,6 +428,12 @@ COMMANDS = {"attack": cmd_attack, "train": cmd_train, "learn-rule": cmd_learn_ru
             "data": cmd_data}
 
 
+def _warnings_as_lines() -> None:
+    """Warnings (degenerate data or results) as one ``warning: ...`` line on stderr."""
+    import warnings
+    warnings.showwarning = lambda message, *a, **k: print(f"warning: {message}", file=sys.stderr)
+
+
 def main(argv=None) -> int:
     ap = build_parser()
     try:
@@ -430,6 +443,7 @@ def main(argv=None) -> int:
     if args.command is None:
         ap.print_help()
         return 2
+    _warnings_as_lines()
     try:
         return COMMANDS[args.command](args)
     except MetaplasticError as e:

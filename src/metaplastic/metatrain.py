@@ -180,7 +180,7 @@ def learn_rule(cfg: MetaConfig, out: str | Path, *, run_dir: str | Path | None =
     run_dir = Path(run_dir) if run_dir is not None else default_run_dir(out)
     ckpt_path = run_dir / "checkpoint.pt"
     data = load_dataset(cfg.dataset, n_train=cfg.n_train, n_test=cfg.n_test, seed=cfg.seed,
-                        data_dir=cfg.data_dir)
+                        data_dir=cfg.data_dir, n_classes=cfg.n_classes)
     netcfg = NetworkConfig(d=data.dim, n_classes=data.n_classes, vertices=cfg.vertices, cap=cfg.cap,
                            rounds=cfg.rounds, p=cfg.p, input_weights=cfg.input_weights)
     rules = build_rules(cfg, dtype)

@@ -35,6 +35,7 @@ class TaskSpec:
     rounds: int = 1
     p: float = 0.5
     input_weights: str = "normal"
+    n_classes: int | None = None  # stated l (--n-classes): labels must be 0..l-1; None: inferred
 
 
 @dataclass
@@ -102,7 +103,7 @@ def run_train(job: TrainJob, *, progress: bool = True, out: str | Path | None = 
     if job.threads:
         torch.set_num_threads(job.threads)
     data = load_dataset(job.dataset, n_train=job.n_train, n_test=job.n_test, seed=job.seed,
-                        data_dir=job.data_dir)
+                        data_dir=job.data_dir, n_classes=job.n_classes)
     cfg = NetworkConfig(d=data.dim, n_classes=data.n_classes, vertices=job.vertices, cap=job.cap,
                         rounds=job.rounds, p=job.p, input_weights=job.input_weights)
     seeds = [job.seed + b for b in range(job.ensemble)]
