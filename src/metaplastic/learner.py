@@ -54,6 +54,7 @@ from functools import lru_cache
 import torch
 import torch.nn.functional as F
 
+from .compiled import resolve_backend, train_compiled
 from .errors import MetaplasticError
 from .network import Networks, first_round, project, run_rounds, words_of
 
@@ -311,7 +312,8 @@ def _on_device(nets: Networks, x, y, orders):
 @torch.no_grad()
 def train_rules(nets: Networks, x: torch.Tensor, y: torch.Tensor, tables: Tables,
                 orders: torch.Tensor, scheme: Scheme = Scheme(), *, record: bool = False,
-                max_chunk: int | None = None, cache_bytes: int = 2 << 30, progress=None):
+                max_chunk: int | None = None, cache_bytes: int = 2 << 30, progress=None,
+                backend: str | None = None):
     """Train every network of ``nets`` in place by the rules (A.1), no backprop.
 
     ``orders`` ``[B, N]`` gives each network's example sequence (indices into
@@ -320,6 +322,10 @@ def train_rules(nets: Networks, x: torch.Tensor, y: torch.Tensor, tables: Tables
     an :class:`UpdateRecord` (``record="states"`` also keeps every round's
     hidden state of each update).  ``progress`` is called with the number of
     examples consumed (summed over networks) after every step.
+
+    ``backend``: "torch" (this loop), "compiled" (:mod:`metaplastic.compiled`,
+    the same results to rounding) or "auto" (compiled where it can run, i.e.
+    on the CPU); None means the process default (:func:`~metaplastic.compiled.default_backend`).
     """
     c = nets.config
     dev = nets.A.device
@@ -333,6 +339,9 @@ def train_rules(nets: Networks, x: torch.Tensor, y: torch.Tensor, tables: Tables
     if max_chunk is None:
         max_chunk = MAX_CHUNK.get(nets.A.dtype, 2)
     max_chunk = max(2, max_chunk)
+    if resolve_backend(backend, nets) == "compiled":
+        return train_compiled(nets, x, y, tables, orders, scheme, record=record, max_chunk=max_chunk,
+                              cache_bytes=cache_bytes, progress=progress)
     cache = FeatureCache(nets, x, cache_bytes)
     dtype = nets.U.dtype
     work = None  # scratch for the dense graph update, allocated once
