@@ -206,3 +206,28 @@ def test_table_rule_requiring_grad_is_accepted():
     rule = TableRule("output", 1, "additive", 0.05, values=perceptron_table(1).double(), dtype=torch.float64)
     (mt, _, nt), (mc, _, nc) = train_both(nets, x, y, Tables.from_rules(rule), orders, Scheme())
     assert torch.equal(mt, mc) and close(nc.U, nt.U)
+
+
+@pytest.mark.parametrize("backend", ["torch", "compiled"])
+def test_cli_train_records_the_backend(backend, capsys):
+    import json
+
+    from metaplastic.cli import main
+    rc = main(["train", "--n-train", "300", "--n-test", "100", "--vertices", "30", "--cap", "15",
+               "--rounds", "2", "--graph-rule", "hebb", "--backend", backend, "--json", "--no-progress"])
+    assert rc == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["backend"] == backend and res["config"]["backend"] == backend
+
+
+def test_cli_auto_backend_and_env(capsys, monkeypatch):
+    import json
+
+    from metaplastic.cli import main
+    args = ["train", "--n-train", "200", "--n-test", "50", "--vertices", "20", "--cap", "10", "--json",
+            "--no-progress"]
+    assert main(args) == 0
+    assert json.loads(capsys.readouterr().out)["backend"] == "compiled"  # auto on the CPU
+    monkeypatch.setenv(BACKEND_ENV, "torch")
+    assert main(args) == 0
+    assert json.loads(capsys.readouterr().out)["backend"] == "torch"

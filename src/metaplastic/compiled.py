@@ -65,17 +65,17 @@ def set_default_backend(name: str) -> None:
     os.environ[BACKEND_ENV] = name
 
 
-def unsupported(nets: Networks) -> str | None:
-    """Why the compiled backend cannot train ``nets`` (None if it can)."""
-    c = nets.config
-    if nets.A.device.type != "cpu":
-        return f"device {nets.A.device.type} is"
-    if nets.U.dtype not in _NP:
-        return f"dtype {nets.U.dtype} is"
-    if c.recurrence != "wh+ax":
-        return f"recurrence {c.recurrence!r} is"
-    if c.firing != "nonzero":
-        return f"firing {c.firing!r} is"
+def unsupported(config, device, dtype) -> str | None:
+    """Why the compiled backend cannot train such networks (None if it can)."""
+    device = torch.device(device)
+    if device.type != "cpu":
+        return f"device {device.type} is"
+    if dtype not in _NP:
+        return f"dtype {dtype} is"
+    if config.recurrence != "wh+ax":
+        return f"recurrence {config.recurrence!r} is"
+    if config.firing != "nonzero":
+        return f"firing {config.firing!r} is"
     try:
         import numba  # noqa: F401
     except ImportError:
@@ -83,17 +83,25 @@ def unsupported(nets: Networks) -> str | None:
     return None
 
 
-def resolve_backend(backend: str | None, nets: Networks) -> str:
-    """``"torch"`` or ``"compiled"``: ``auto`` picks compiled where it can run (the CPU)."""
+def resolve_for(backend: str | None, config, device, dtype) -> str:
+    """``"torch"`` or ``"compiled"``: ``auto`` picks compiled where it can run (the CPU).
+
+    ``None`` is the process default; ``"compiled"`` where it cannot run is an error.
+    """
     name = default_backend() if backend is None else backend
     if name not in BACKENDS:
         raise MetaplasticError(f"backend must be one of {BACKENDS}, got {name!r}")
     if name == "torch":
         return "torch"
-    why = unsupported(nets)
+    why = unsupported(config, device, dtype)
     if name == "compiled" and why is not None:
         raise MetaplasticError(f"{why} not supported by the compiled backend; use --backend torch")
     return "torch" if why else "compiled"
+
+
+def resolve_backend(backend: str | None, nets: Networks) -> str:
+    """:func:`resolve_for` the networks ``nets``."""
+    return resolve_for(backend, nets.config, nets.A.device, nets.U.dtype)
 
 
 def _np(t: torch.Tensor) -> np.ndarray:
