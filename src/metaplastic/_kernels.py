@@ -116,33 +116,45 @@ def _nonfinite(w):
 
 
 @njit(cache=True)
-def _forward(Prow, W, k, T, hs, z, tmp, code):
+def _forward(Prow, W, k, T, hs, z, tmp, code, h1, z2, fused):
     """Rounds of one example (section 2): states into ``hs[T, V]``, words into ``code``.
 
     Round 1 is ``cap(relu(x A))``; round t+1 is ``cap(relu(h_t W + x A))``,
-    the product summed over the fired units' rows of W (one pass each).
+    the product summed over the fired units' rows of W in index order.  With
+    ``fused``, round 1 and round 2's product were already computed (``h1``,
+    ``z2``) during the pass of the previous update over W (same operations,
+    same order: the same bits).
     """
     V = Prow.shape[0]
     h = hs[0]
     for j in range(V):
-        h[j] = Prow[j]
-    _relu_cap(h, k, tmp)
+        h[j] = h1[j] if fused else Prow[j]
+    if not fused:
+        _relu_cap(h, k, tmp)
     for j in range(V):
         code[j] = 1 if h[j] != 0 else 0
     for t in range(1, T):
-        hp = hs[t - 1]
-        for j in range(V):
-            z[j] = 0
-        for i in range(V):
-            hi = hp[i]
-            if hi != 0:
-                _axpy(z, hi, W[i])
+        if fused and t == 1:
+            for j in range(V):
+                z[j] = z2[j]
+        else:
+            _rows_product(z, hs[t - 1], W)
         hn = hs[t]
         for j in range(V):
             hn[j] = z[j] + Prow[j]
         _relu_cap(hn, k, tmp)
         for j in range(V):
             code[j] = (code[j] << 1) | (1 if hn[j] != 0 else 0)
+
+
+@njit(cache=True)
+def _rows_product(z, h, W):
+    """``z = h @ W`` as a sum of the rows of the fired units, in index order."""
+    for j in range(z.shape[0]):
+        z[j] = 0
+    for i in range(h.shape[0]):
+        if h[i] != 0:
+            _axpy(z, h[i], W[i])
 
 
 @njit(cache=True)
@@ -201,12 +213,14 @@ def _output_update(Ut, Ro, code, h, y, pred, s, mult, rows_all, valued, v0, v1):
 
 
 @njit(cache=True)
-def _graph_update(W, G, Rg, code, s, mult, D, live):
+def _graph_update(W, G, Rg, code, s, mult, D, live, h1, z2, fuse):
     """``W_ij += s r[c_i, c_j]`` on the edges (``W_ij *= exp(s r[c_i, c_j])``): one pass over W.
 
     ``D[a, j]`` holds the row of pattern a (``s r[a, c_j]``, or its exp), so
     the pass over row i is one stream over W[i], G[i] and D[c_i]; rows whose
-    pattern row is all zeros (all ones) are skipped.  Returns True when an
+    pattern row is all zeros (all ones) are skipped.  With ``fuse`` the same
+    pass sums round 2's product ``z2 = h1 @ W`` of the next example (round 1
+    ``h1``) over the new rows while they are in cache.  Returns True when an
     updated weight is not finite.
     """
     K = Rg.shape[0]
@@ -222,6 +236,9 @@ def _graph_update(W, G, Rg, code, s, mult, D, live):
                 any_ = any_ or d != 0
             D[a, j] = d
         live[a] = any_
+    if fuse:
+        for j in range(V):
+            z2[j] = 0
     bad = False
     for i in range(V):
         a = code[i]
@@ -230,6 +247,8 @@ def _graph_update(W, G, Rg, code, s, mult, D, live):
                 bad = _scale_row(W[i], D[a]) or bad
             else:
                 bad = _add_masked_row(W[i], G[i], D[a]) or bad
+        if fuse and h1[i] != 0:
+            _axpy(z2, h1[i], W[i])
     return bad
 
 
@@ -289,6 +308,9 @@ def run_steps(P, rowof, base, win_hi, orders, labels, W, G, Ut, Rg, Ro, etas,
     live = np.zeros(K, np.bool_)
     logits = np.zeros(Ut.shape[1], Ut.dtype)
     code = np.zeros(V, np.uint8)
+    h1n = np.zeros((B, V), Ut.dtype)        # the next example's round 1, per network ...
+    z2n = np.zeros((B, V), Ut.dtype)        # ... and round 2's product, summed during the update
+    fused_at = np.full(B, -1, np.int64)     # the position they belong to (-1: none)
     sg = etas[0]
     so = etas[1]
     done = 0
@@ -312,7 +334,8 @@ def run_steps(P, rowof, base, win_hi, orders, labels, W, G, Ut, Rg, Ro, etas,
             if lim <= 0:  # finished: the torch loop looks at its last example again
                 if record:
                     q = N - 1
-                    _forward(P[b, rowof[b, q] - base[b]], W[b], k, T, hs, z, tmp, code)
+                    _forward(P[b, rowof[b, q] - base[b]], W[b], k, T, hs, z, tmp, code, h1n[b], z2n[b],
+                             fused_at[b] == q)
                     pred = _predict(hs[T - 1], Ut[b], logits, zero)
                     _write_row(rec_words, rec_active, rec_ints, rec_gain, rec_states, step, b,
                                code, hs, labels[b, q], pred, orders[b, q], False)
@@ -321,7 +344,8 @@ def run_steps(P, rowof, base, win_hi, orders, labels, W, G, Ut, Rg, Ro, etas,
             adv = lim
             for j in range(lim):
                 q = p0 + j
-                _forward(P[b, rowof[b, q] - base[b]], W[b], k, T, hs, z, tmp, code)
+                _forward(P[b, rowof[b, q] - base[b]], W[b], k, T, hs, z, tmp, code, h1n[b], z2n[b],
+                         fused_at[b] == q)
                 pred = _predict(hs[T - 1], Ut[b], logits, zero)
                 yq = labels[b, q]
                 if every or pred != yq:
@@ -338,7 +362,18 @@ def run_steps(P, rowof, base, win_hi, orders, labels, W, G, Ut, Rg, Ro, etas,
                         mistakes[b] += 1
                     bad = False
                     if graph:
-                        bad = _graph_update(W[b], G[b], Rg[b], code, sg, gmult, D, live)
+                        # the next example in b's sequence is evaluated next: its round 2 rides along
+                        fuse = T > 1 and q + 1 < win_hi[b]
+                        fused_at[b] = -1  # W changes: an earlier sum is stale
+                        if fuse:
+                            hx = h1n[b]
+                            Pn = P[b, rowof[b, q + 1] - base[b]]
+                            for j in range(V):
+                                hx[j] = Pn[j]
+                            _relu_cap(hx, k, tmp)
+                            fused_at[b] = q + 1
+                        bad = _graph_update(W[b], G[b], Rg[b], code, sg, gmult, D, live, h1n[b], z2n[b],
+                                            fuse)
                     bad = _output_update(Ut[b], Ro[b], code, hs[T - 1], yq, pred, so, omult,
                                          rows_all, valued, v0, v1) or bad
                     if bad:
