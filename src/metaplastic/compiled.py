@@ -162,7 +162,7 @@ def train_compiled(nets: Networks, x: torch.Tensor, y: torch.Tensor, tables, ord
     tables checked; returns ``(mistakes [B], record or None)``.
     """
     from . import _kernels
-    from .learner import UpdateRecord
+    from .learner import cut_record, new_record
 
     c = nets.config
     B, N = orders.shape
@@ -185,11 +185,7 @@ def train_compiled(nets: Networks, x: torch.Tensor, y: torch.Tensor, tables, ord
     keep_states = record == "states" and T > 1
     rec = None
     if record:
-        ints = torch.zeros(N, 3, B, dtype=torch.long)
-        rec = UpdateRecord(torch.zeros(N, B, V, dtype=torch.uint8), torch.zeros(N, B, dtype=torch.bool),
-                           ints[:, 0], ints[:, 1],
-                           torch.zeros(N, B, V, dtype=dtype) if valued else None, ints[:, 2],
-                           torch.zeros(N, B, T, V, dtype=dtype) if keep_states else None)
+        rec, ints = new_record(N, B, c, dtype, "cpu", valued, keep_states)
         rec_args = (rec.words.numpy(), rec.active.numpy(), ints.numpy(),
                     rec.gain.numpy() if valued else np.zeros((0, 0, 0), npd),
                     rec.states.numpy() if keep_states else np.zeros((0, 0, 0, 0), npd))
@@ -227,12 +223,7 @@ def train_compiled(nets: Networks, x: torch.Tensor, y: torch.Tensor, tables, ord
                 f"training diverged: non-finite weights after the update on example {q} of network {b}'s "
                 f"sequence (step size too large?)", example=q, network=b)
     _write_back(nets, W, Ut)
-    record_out = None
-    if rec is not None:
-        S = int(istate[0])
-        cut = lambda t: None if t is None else t[:S].clone()  # noqa: E731
-        record_out = UpdateRecord(cut(rec.words), cut(rec.active), cut(rec.y), cut(rec.pred),
-                                  cut(rec.gain), cut(rec.index), cut(rec.states))
+    record_out = None if rec is None else cut_record(rec, int(istate[0]))
     return torch.from_numpy(mistakes), record_out
 
 
