@@ -36,6 +36,7 @@ semantics options ``recurrence="w(h+ax)"`` and ``firing="top-k"``.
 from __future__ import annotations
 
 import os
+import time
 
 import numpy as np
 import torch
@@ -197,7 +198,7 @@ def train_compiled(nets: Networks, x: torch.Tensor, y: torch.Tensor, tables, ord
     fstate = np.array([4.0])              # running average of the advance (the torch loop's run_avg)
     mistakes = np.zeros(B, np.int64)
     diverged = np.full(2, -1, np.int64)
-    budget = 1 << 62 if progress is None else max(64, 200_000 // max(1, B * V // 100))
+    budget = 1 << 62 if progress is None else 32  # steps per call: doubled while calls take < 0.2 s
     k = V if c.k is None else c.k
     done_before = 0
     W_np, Ut_np = W.numpy(), Ut.numpy()
@@ -205,12 +206,15 @@ def train_compiled(nets: Networks, x: torch.Tensor, y: torch.Tensor, tables, ord
     while True:
         if drive.window and status == 2:
             drive.refill(pos)
+        t0 = time.perf_counter()
         status = _kernels.run_steps(
             drive.P, drive.rowof, drive.base, drive.win_hi, _np(orders), labels, W_np, G.numpy(),
             Ut_np, Rg.numpy(), Ro.numpy(), etas, k, T, scheme.update_on == "all",
             scheme.output_rows == "all", valued, graph, gmult, omult, max_chunk,
             pos, istate, fstate, mistakes, *rec_args, rec is not None, budget, diverged)
         if progress is not None:
+            if time.perf_counter() - t0 < 0.2 and budget < 1 << 40:
+                budget *= 2
             done = int(np.minimum(pos, N).sum())
             progress(done - done_before)
             done_before = done
