@@ -1,32 +1,34 @@
-"""Throughput of rule-based training (issue: core performance targets).
+"""Throughput of rule-based training, compiled loop against torch loop, side by side.
 
     python benchmarks/throughput.py [--quick] [--device cpu|cuda] [--out FILE.json]
 
 Reports, as JSON, examples/s of one network on one thread for
 
   a) d=10,  |V|=100,  k=50,  T=1               (halfspace, perceptron)
-  b) d=10,  |V|=100,  k=50,  T=3, graph rule   (halfspace, perceptron + graph)
+  b) d=10,  |V|=100,  k=50,  T=3, graph rule   (halfspace, perceptron + a small random signed table)
   c) d=784, |V|=1000, k=500, T=1, 10 labels    (MNIST, perceptron)
-  d) d=784, |V|=1000, k=500, T=3, graph rule   (MNIST, perceptron + graph)
+  d) d=784, |V|=1000, k=500, T=3, graph rule   (MNIST, perceptron + random table)
 
-and example-networks/s of an ensemble of 32 at |V|=100 (config a and b)
-against one network, measured side by side in this run.  The cost of a step
-depends on how often the network errs (weights change only on mistakes in the
-default scheme), so every row reports the fraction of examples that caused an
-update.  Two graph rules are measured for b) and d): Hebb (+1 when both ends
-fired in the same round), which drives every unit to fire alike so almost
-every example is a mistake (the worst case), and a small random signed table,
-which leaves the network learning normally.  MNIST comes from
-$METAPLASTIC_DATA when present, else random 784-d data with random labels
-(said in the output).
+each in both schemes (update on mistakes / on every example), with the two
+backends of :func:`metaplastic.learner.train_rules` alternating within each
+repeat (the machine's load drifts; each row keeps its fastest repeat), and
+their ratio.  Also b) with Hebb's graph rule (almost every example a
+mistake) and an ensemble of 32 at |V|=100.  Every timing includes the input
+drive ``x @ A`` (computed by torch for both backends).  The compiled loop's
+one-time compile (numba, cached on disk) is measured separately, in fresh
+processes: with an empty cache and with the cache the first one wrote.
+MNIST comes from $METAPLASTIC_DATA when present, else random 784-d data.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
+import subprocess
 import sys
+import tempfile
 import time
 
 import torch
@@ -35,6 +37,10 @@ from metaplastic.data import load_dataset
 from metaplastic.learner import Scheme, Tables, data_orders, train_rules
 from metaplastic.network import NetworkConfig, init_networks
 from metaplastic.rules import hebb_table, perceptron_table
+
+BACKENDS = ("compiled", "torch")
+TARGETS = {"ratio_every": {"a": 6.0, "b": 6.0, "c": 2.0, "d": 2.5},
+           "compiled_every_examples_per_second": {"a": 60000, "b": 30000, "c": 15000, "d": 2000}}
 
 
 def graph_table(name: str, rounds: int) -> torch.Tensor | None:
@@ -46,30 +52,72 @@ def graph_table(name: str, rounds: int) -> torch.Tensor | None:
     return 0.1 * torch.randn(2**rounds, 2**rounds, generator=g)
 
 
-def measure(data, vertices, cap, rounds, graph, B, n, device, scheme=Scheme(), repeats=1):
+def time_once(data, vertices, cap, rounds, graph, B, n, device, scheme, backend):
     x, y = data.x_train[:n], data.y_train[:n]
     cfg = NetworkConfig(d=data.dim, n_classes=data.n_classes, vertices=vertices, cap=cap, rounds=rounds)
     tables = Tables(output=perceptron_table(rounds), graph=graph_table(graph, rounds))
-    best = None
-    for r in range(repeats):
-        seeds = list(range(B))
-        nets = init_networks(cfg, seeds, device=device)
-        orders = data_orders(x.shape[0], 1, seeds)
-        if device != "cpu":
-            torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        mistakes, _ = train_rules(nets, x, y, tables, orders, scheme)
-        if device != "cpu":
-            torch.cuda.synchronize()
-        dt = time.perf_counter() - t0
-        if best is None or dt < best[0]:
-            best = (dt, mistakes)
-    dt, mistakes = best
-    return {"vertices": vertices, "cap": cap, "rounds": rounds, "graph_rule": graph, "ensemble": B,
-            "examples": n, "seconds": dt, "example_networks_per_second": B * n / dt,
-            "examples_per_second_per_network": n / dt,
-            "update_fraction": float(mistakes.double().mean()) / n,
-            "update_on": scheme.update_on}
+    seeds = list(range(B))
+    nets = init_networks(cfg, seeds, device=device)
+    orders = data_orders(x.shape[0], 1, seeds)
+    if device != "cpu":
+        torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    mistakes, _ = train_rules(nets, x, y, tables, orders, scheme, backend=backend)
+    if device != "cpu":
+        torch.cuda.synchronize()
+    return time.perf_counter() - t0, mistakes
+
+
+def measure(data, vertices, cap, rounds, graph, B, n, device, scheme, repeats, backends):
+    """Both backends, alternating within each repeat; the fastest repeat of each."""
+    best = {}
+    for _ in range(repeats):
+        for be in backends:
+            dt, mistakes = time_once(data, vertices, cap, rounds, graph, B, n, device, scheme, be)
+            if be not in best or dt < best[be][0]:
+                best[be] = (dt, mistakes)
+    row = {"vertices": vertices, "cap": cap, "rounds": rounds, "graph_rule": graph, "ensemble": B,
+           "examples": n, "update_on": scheme.update_on}
+    for be, (dt, mistakes) in best.items():
+        row[be] = {"seconds": dt, "example_networks_per_second": B * n / dt,
+                   "update_fraction": float(mistakes.double().mean()) / n}
+    if len(best) == 2:
+        row["compiled_over_torch"] = best["torch"][0] / best["compiled"][0]
+        row["same_mistakes"] = bool(torch.equal(best["torch"][1], best["compiled"][1]))
+    return row
+
+
+COMPILE_PROBE = """
+import time, torch
+t0 = time.perf_counter()
+from metaplastic.learner import Scheme, Tables, data_orders, train_rules
+from metaplastic.network import NetworkConfig, init_networks
+from metaplastic.rules import perceptron_table
+import metaplastic._kernels
+t_import = time.perf_counter() - t0
+cfg = NetworkConfig(d=4, n_classes=2, vertices=8, cap=4, rounds=2)
+x = torch.randn(20, 4, generator=torch.Generator().manual_seed(0)); y = (x[:, 0] > 0).long()
+out = {"import_seconds": t_import}
+for dtype in (torch.float32, torch.float64):
+    nets = init_networks(cfg, [0], dtype=dtype)
+    t0 = time.perf_counter()
+    train_rules(nets, x, y, Tables(output=perceptron_table(2), graph=torch.ones(4, 4)), data_orders(20, 1, [0]),
+                Scheme(), backend="compiled")
+    out[str(dtype).split(".")[-1]] = time.perf_counter() - t0
+print(out)
+"""
+
+
+def compile_times() -> dict:
+    """Seconds of the first compiled call per dtype in fresh processes: empty cache, then warm."""
+    res = {}
+    with tempfile.TemporaryDirectory() as cache:
+        env = dict(os.environ, NUMBA_CACHE_DIR=cache, OMP_NUM_THREADS="1")
+        for name in ("cold_cache", "warm_cache"):
+            out = subprocess.run([sys.executable, "-c", COMPILE_PROBE], env=env, capture_output=True,
+                                 text=True, check=True)
+            res[name] = eval(out.stdout.strip().splitlines()[-1])  # a dict of floats we printed
+    return res
 
 
 def main(argv=None):
@@ -77,10 +125,12 @@ def main(argv=None):
     ap.add_argument("--quick", action="store_true", help="fewer examples (a smoke run)")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     dev = args.device
+    backends = BACKENDS if dev == "cpu" else ("torch",)
     q = args.quick
     small = load_dataset("halfspace", n_train=10000, n_test=10, seed=0)
     try:
@@ -93,30 +143,38 @@ def main(argv=None):
         mnist = Dataset("random784", torch.rand(10000, 784, generator=g), torch.randint(0, 10, (10000,), generator=g),
                         torch.rand(10, 784, generator=g), torch.randint(0, 10, (10,), generator=g), 10)
         mnist_source = "random"
-    n_small = 2000 if q else 10000
-    n_big = 500 if q else 5000
+    compile_info = compile_times() if "compiled" in backends else None
+    # warm both paths (compile/load the kernels, torch's first calls) outside the timings
+    for be in backends:
+        time_once(small, 20, 10, 2, "random", 1, 50, dev, Scheme(), be)
+    n_small, n_c, n_d = (2000, 2000, 300) if q else (10000, 10000, 1000)
+    R = args.repeats
+    configs = {"a": (small, 100, 50, 1, "none", 1, n_small), "b": (small, 100, 50, 3, "random", 1, n_small),
+               "c": (mnist, 1000, 500, 1, "none", 1, n_c), "d": (mnist, 1000, 500, 3, "random", 1, n_d)}
     rows = {}
-    rows["a"] = measure(small, 100, 50, 1, "none", 1, n_small, dev, repeats=3)
-    rows["b_random"] = measure(small, 100, 50, 3, "random", 1, n_small, dev, repeats=3)
-    rows["b_hebb"] = measure(small, 100, 50, 3, "hebb", 1, n_small, dev, repeats=3)
-    rows["c"] = measure(mnist, 1000, 500, 1, "none", 1, 10000 if not q else 2000, dev)
-    rows["d_random"] = measure(mnist, 1000, 500, 3, "random", 1, n_big, dev)
-    rows["d_hebb"] = measure(mnist, 1000, 500, 3, "hebb", 1, n_big, dev)
-    rows["d_random_update_all"] = measure(mnist, 1000, 500, 3, "random", 1, n_big // 2, dev,
-                                          scheme=Scheme(update_on="all"))
-    rows["ensemble32_a"] = measure(small, 100, 50, 1, "none", 32, n_small, dev)
-    rows["ensemble32_b_random"] = measure(small, 100, 50, 3, "random", 32, n_small, dev)
-    ratios = {
-        "ensemble32_over_single_a": rows["ensemble32_a"]["example_networks_per_second"]
-        / rows["a"]["example_networks_per_second"],
-        "ensemble32_over_single_b": rows["ensemble32_b_random"]["example_networks_per_second"]
-        / rows["b_random"]["example_networks_per_second"],
-    }
+    for name, cfg in configs.items():
+        for update_on in ("misclassified", "all"):
+            key = f"{name}_{'mistakes' if update_on == 'misclassified' else 'every'}"
+            rows[key] = measure(*cfg, dev, Scheme(update_on=update_on), R, backends)
+            print(f"{key}: " + ", ".join(f"{be} {rows[key][be]['example_networks_per_second']:,.0f}/s"
+                                          for be in backends), file=sys.stderr, flush=True)
+    rows["b_hebb_mistakes"] = measure(small, 100, 50, 3, "hebb", 1, n_small, dev, Scheme(), R, backends)
+    rows["ensemble32_a_mistakes"] = measure(small, 100, 50, 1, "none", 32, n_small // 5, dev, Scheme(), 1, backends)
+    rows["ensemble32_b_mistakes"] = measure(small, 100, 50, 3, "random", 32, n_small // 5, dev, Scheme(), 1,
+                                            backends)
+    summary = {}
+    if "compiled" in backends:
+        for name in configs:
+            r = rows[f"{name}_every"]
+            summary[name] = {"ratio_every": r["compiled_over_torch"],
+                             "ratio_mistakes": rows[f"{name}_mistakes"]["compiled_over_torch"],
+                             "compiled_every_examples_per_second": r["compiled"]["example_networks_per_second"],
+                             "compiled_mistakes_examples_per_second":
+                                 rows[f"{name}_mistakes"]["compiled"]["example_networks_per_second"]}
     out = {"device": dev, "threads": torch.get_num_threads(), "torch": torch.__version__,
            "machine": platform.machine(), "processor": platform.processor(), "mnist_source": mnist_source,
-           "rows": rows, "ratios": ratios,
-           "targets": {"c_examples_per_second": 10000, "d_examples_per_second": 1000,
-                       "ensemble32_ratio": 3.0}}
+           "load_average": os.getloadavg(), "compile_seconds": compile_info, "summary": summary,
+           "rows": rows, "targets": TARGETS}
     text = json.dumps(out, indent=2)
     print(text)
     if args.out:

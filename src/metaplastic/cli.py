@@ -102,6 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--device", default="cpu", help="cpu or cuda (default %(default)s)")
     e.add_argument("--dtype", choices=["float32", "float64"], default="float32")
     e.add_argument("--threads", type=_positive_int, default=None, help="CPU threads for torch")
+    e.add_argument("--backend", choices=["auto", "torch", "compiled"], default=None,
+                   help="rule-training loop: compiled (numba, CPU), torch (any device), or auto = "
+                        "compiled on the CPU where it can run (default: $METAPLASTIC_BACKEND or auto)")
     e.add_argument("--out", default=None, help="folder to write config.json, results.json and networks.pt")
     e.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     e.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
@@ -151,6 +154,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--device", default="cpu")
     e.add_argument("--dtype", choices=["float32", "float64"], default="float32")
     e.add_argument("--threads", type=_positive_int, default=None)
+    e.add_argument("--backend", choices=["auto", "torch", "compiled"], default=None,
+                   help="rule-training loop: compiled (numba, CPU), torch (any device), or auto = "
+                        "compiled on the CPU where it can run (default: $METAPLASTIC_BACKEND or auto)")
     e.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     e.add_argument("--no-progress", action="store_true")
 
@@ -169,6 +175,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="with all: sections run in this many worker processes at once (default: the CPU count)")
     rp.add_argument("--resume", action="store_true",
                     help="with all: keep the sections of an earlier run in --out that finished")
+    rp.add_argument("--backend", choices=["auto", "torch", "compiled"], default=None,
+                    help="rule-training loop of every section (default: $METAPLASTIC_BACKEND or auto)")
 
     at = sub.add_parser("attack", help="robust accuracy of one saved network under one L2 attack",
                         description="Attack a network saved by `metaplastic train --out DIR` (member 0) or by "
@@ -239,6 +247,8 @@ def cmd_train(args) -> int:
                    epochs=args.epochs, ensemble=args.ensemble, seed=args.seed, gd=args.gd,
                    gd_lr=args.gd_lr, gd_batch=args.gd_batch, device=args.device, dtype=args.dtype,
                    data_dir=args.data_dir, threads=args.threads, n_classes=args.n_classes)
+    if args.backend is not None:
+        job.backend = args.backend
     res = run_train(job, progress=not args.no_progress, out=args.out)
     if args.json:
         print(json.dumps(_finite_json(res), allow_nan=False))
@@ -262,6 +272,9 @@ def cmd_learn_rule(args) -> int:
     resolve_device(args.device)
     if args.device != "cpu":
         raise MetaplasticError("learn-rule runs on the CPU for now (--device cpu)")
+    if args.backend is not None:
+        from .compiled import set_default_backend
+        set_default_backend(args.backend)
     if args.threads:
         torch.set_num_threads(args.threads)
     cfg = MetaConfig(dataset=args.dataset, n_train=args.n_train, n_test=args.n_test,
@@ -302,6 +315,9 @@ def cmd_reproduce(args) -> int:
     out = Path(args.out) if args.out else Path("runs") / f"reproduce-{args.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     if (args.jobs or args.resume) and args.name != "all":
         raise MetaplasticError("--jobs and --resume apply to 'reproduce all' only")
+    if args.backend is not None:  # the sections (and the worker processes of 'all') inherit it
+        from .compiled import set_default_backend
+        set_default_backend(args.backend)
     if args.name == "all" and not args.plot_only:
         from .reproduce.runall import run_all
         rc = run_all(out, quick=args.quick, jobs=args.jobs, threads=args.threads, resume=args.resume)

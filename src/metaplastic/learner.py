@@ -54,6 +54,7 @@ from functools import lru_cache
 import torch
 import torch.nn.functional as F
 
+from .compiled import resolve_backend, train_compiled
 from .errors import MetaplasticError
 from .network import Networks, first_round, project, run_rounds, words_of
 
@@ -311,7 +312,8 @@ def _on_device(nets: Networks, x, y, orders):
 @torch.no_grad()
 def train_rules(nets: Networks, x: torch.Tensor, y: torch.Tensor, tables: Tables,
                 orders: torch.Tensor, scheme: Scheme = Scheme(), *, record: bool = False,
-                max_chunk: int | None = None, cache_bytes: int = 2 << 30, progress=None):
+                max_chunk: int | None = None, cache_bytes: int = 2 << 30, progress=None,
+                backend: str | None = None):
     """Train every network of ``nets`` in place by the rules (A.1), no backprop.
 
     ``orders`` ``[B, N]`` gives each network's example sequence (indices into
@@ -320,19 +322,90 @@ def train_rules(nets: Networks, x: torch.Tensor, y: torch.Tensor, tables: Tables
     an :class:`UpdateRecord` (``record="states"`` also keeps every round's
     hidden state of each update).  ``progress`` is called with the number of
     examples consumed (summed over networks) after every step.
+
+    ``backend``: "torch" (:func:`train_torch`), "compiled"
+    (:mod:`metaplastic.compiled`, the same results to rounding) or "auto"
+    (compiled where it can run, i.e. on the CPU); None means the process
+    default (:func:`~metaplastic.compiled.default_backend`).
     """
-    c = nets.config
-    dev = nets.A.device
     x, y, orders = _on_device(nets, x, y, orders)
-    B, N = orders.shape
-    for name, t, shape in (("output", tables.output, (2**c.rounds, 2)),
-                           ("graph", tables.graph, (2**c.rounds, 2**c.rounds))):
-        if t is not None and tuple(t.shape) not in (shape, (B,) + shape):
-            raise MetaplasticError(f"{name} rule table must be {shape} (or {(B,) + shape} per "
-                                   f"network) at T={c.rounds}, got {tuple(t.shape)}")
+    _check_tables(tables, orders.shape[0], nets.config.rounds)
     if max_chunk is None:
         max_chunk = MAX_CHUNK.get(nets.A.dtype, 2)
     max_chunk = max(2, max_chunk)
+    train = train_compiled if resolve_backend(backend, nets) == "compiled" else train_torch
+    return train(nets, x, y, tables, orders, scheme, record=record, max_chunk=max_chunk,
+                 cache_bytes=cache_bytes, progress=progress)
+
+
+def _check_tables(tables: Tables, B: int, rounds: int) -> None:
+    for name, t, shape in (("output", tables.output, (2**rounds, 2)),
+                           ("graph", tables.graph, (2**rounds, 2**rounds))):
+        if t is not None and tuple(t.shape) not in (shape, (B,) + shape):
+            raise MetaplasticError(f"{name} rule table must be {shape} (or {(B,) + shape} per "
+                                   f"network) at T={rounds}, got {tuple(t.shape)}")
+
+
+def new_record(N: int, B: int, config, dtype, device, valued: bool, keep_states: bool):
+    """An :class:`UpdateRecord` of ``N`` rows (a step consumes at least one example) and its int block.
+
+    Preallocated: appending small tensors step by step fragments the heap (at
+    |V|=1000 and 10,000 examples it held 6 GB of freed chunk buffers).  Label,
+    prediction and example index share one ``[N, 3, B]`` tensor: one write per step.
+    """
+    V, T = config.vertices, config.rounds
+    ints = torch.zeros(N, 3, B, dtype=torch.long, device=device)
+    rec = UpdateRecord(torch.zeros(N, B, V, dtype=torch.uint8, device=device),
+                       torch.zeros(N, B, dtype=torch.bool, device=device), ints[:, 0], ints[:, 1],
+                       torch.zeros(N, B, V, dtype=dtype, device=device) if valued else None, ints[:, 2],
+                       torch.zeros(N, B, T, V, dtype=dtype, device=device) if keep_states else None)
+    return rec, ints
+
+
+def cut_record(rec: UpdateRecord, steps: int) -> UpdateRecord:
+    """The first ``steps`` rows of a preallocated record, as a record of its own."""
+    cut = lambda t: None if t is None else t[:steps].clone()  # noqa: E731
+    return UpdateRecord(cut(rec.words), cut(rec.active), cut(rec.y), cut(rec.pred), cut(rec.gain),
+                        cut(rec.index), cut(rec.states))
+
+
+def _chunk_positions(pos: torch.Tensor, pos_list: list, offsets: torch.Tensor, N: int, max_chunk: int):
+    """Sequence positions of each network's next chunk ``[B, m]`` (clamped into the padding)
+    and which are real (None when no chunk reaches past the end of its sequence)."""
+    idx = (pos[:, None] + offsets).clamp_max_(N + max_chunk - 1)
+    tail = max(pos_list) + offsets.shape[0] > N
+    return idx, (idx < N if tail else None)
+
+
+def _decide(pred: torch.Tensor, yy: torch.Tensor, valid, every: bool, m: int):
+    """Which example of its chunk each network updates on (``first``), whether it does
+    (``active``), and how many examples it consumes (``adv``)."""
+    B, dev = pred.shape[0], pred.device
+    if every:  # the chunk's first example, unless the sequence is done
+        first = torch.zeros(B, dtype=torch.long, device=dev)
+        active = valid[:, 0] if valid is not None else torch.ones(B, dtype=torch.bool, device=dev)
+        return first, active, active.long()
+    wrong = pred != yy
+    if valid is not None:
+        wrong &= valid
+    active = wrong.any(1)
+    first = wrong.byte().argmax(1)  # 0 where no mistake: consumes the whole chunk
+    adv = torch.where(active, first + 1, valid.sum(1) if valid is not None else m)
+    return first, active, adv
+
+
+@torch.no_grad()
+def train_torch(nets: Networks, x: torch.Tensor, y: torch.Tensor, tables: Tables, orders: torch.Tensor,
+                scheme: Scheme, *, record=False, max_chunk: int, cache_bytes: int, progress=None):
+    """The torch loop of :func:`train_rules` (see the module docstring), on any device.
+
+    Each step evaluates a chunk of every network's upcoming examples at once,
+    moves each network to its first mistake in its chunk (or past the chunk)
+    and applies that update.  ``x, y, orders`` are on the networks' device.
+    """
+    c = nets.config
+    dev = nets.A.device
+    B, N = orders.shape
     cache = FeatureCache(nets, x, cache_bytes)
     dtype = nets.U.dtype
     work = None  # scratch for the dense graph update, allocated once
@@ -343,83 +416,35 @@ def train_rules(nets: Networks, x: torch.Tensor, y: torch.Tensor, tables: Tables
                     tables.graph_mode, tables.graph_eta)
     every = scheme.update_on == "all"
     t1 = c.rounds == 1
+    valued = scheme.output_input == "value"
+    keep_states = record == "states" and not t1
+    rec, ints = new_record(N, B, c, dtype, dev, valued, keep_states) if record else (None, None)
     bi = torch.arange(B, device=dev)
     pos = torch.zeros(B, dtype=torch.long, device=dev)
     mistakes = torch.zeros(B, dtype=torch.long, device=dev)
-    valued = scheme.output_input == "value"
-    keep_states = record == "states" and not t1
-    rec = None
-    if record:
-        # Preallocated: a step consumes at least one example, so N steps at most.
-        # (Appending small tensors step by step fragments the heap: at |V|=1000
-        # and 10,000 examples it held 6 GB of freed chunk buffers.)  Label,
-        # prediction and example index share one tensor: one write per step.
-        V = c.vertices
-        ints = torch.zeros(N, 3, B, dtype=torch.long, device=dev)
-        rec = UpdateRecord(torch.zeros(N, B, V, dtype=torch.uint8, device=dev),
-                           torch.zeros(N, B, dtype=torch.bool, device=dev),
-                           ints[:, 0], ints[:, 1],
-                           torch.zeros(N, B, V, dtype=dtype, device=dev) if valued else None,
-                           ints[:, 2],
-                           torch.zeros(N, B, c.rounds, V, dtype=dtype, device=dev) if keep_states else None)
-    run_avg = 4.0
-    arange = torch.arange(max_chunk, device=dev)
+    offsets = torch.arange(max_chunk, device=dev)
     # sequences padded by a chunk so that a chunk never reads past the end
     pad = lambda t: torch.cat([t, t[:, -1:].expand(B, max_chunk)], dim=1)  # noqa: E731
     orders_p, labels_p = (pad(orders), pad(y[orders])) if N > 0 else (orders, orders)
-    done_before = 0
-    step = 0
-    lo = 0
-    pos_list = [0] * B
-    single = B == 1
-    true1 = torch.ones(1, dtype=torch.bool, device=dev)
-    false1 = torch.zeros(1, dtype=torch.bool, device=dev)
-    pos_sum = 0
-    while lo < N:
+    run_avg = 4.0  # running average of the examples consumed per step: sets the chunk size
+    pos_list, pos_sum = [0] * B, 0
+    step = done_before = 0
+    while min(pos_list) < N:
         # at least 2 rows (see the module docstring); in the update-on-all
         # scheme only the first row is used
         m = 2 if every else max(2, min(max_chunk, int(2 * run_avg + 1)))
-        if single:  # views instead of gathers, decisions in Python: this loop is overhead-bound
-            p0 = pos_list[0]
-            ex = orders_p[:, p0:p0 + m]  # padded, so never past the end
-            yy = labels_p[:, p0:p0 + m]
-        else:
-            idx = (pos[:, None] + arange[:m]).clamp_max_(N + max_chunk - 1)
-            tail = max(pos_list) + m > N  # some chunk reaches past the end of its sequence
-            valid = idx < N if tail else None
-            ex = orders_p.gather(1, idx)
-            yy = labels_p.gather(1, idx)
+        idx, valid = _chunk_positions(pos, pos_list, offsets[:m], N, max_chunk)
+        ex = orders_p.gather(1, idx)
+        yy = labels_p.gather(1, idx)
         feats, h1 = cache.gather(ex)
         if t1:  # words of the chosen example only, below
-            h, words = feats, None
+            h, hs = feats, None
         else:
             hs = []  # words of the picked example only, from its states (below)
             h, _ = run_rounds(feats, nets.W, c.k, c.rounds, h1=h1, states=hs, words=False)
         pred = torch.bmm(h, nets.U).argmax(-1)
-        if single:
-            if every:
-                f0, a0, adv0 = 0, True, 1
-            else:
-                lim = min(m, N - p0)
-                wl = (pred[0, :lim] != yy[0, :lim]).tolist()
-                a0 = True in wl
-                f0 = wl.index(True) if a0 else 0
-                adv0 = f0 + 1 if a0 else lim  # no mistake: the whole chunk is consumed
-            active = true1 if a0 else false1
-            pick = lambda t: t[:, f0]  # noqa: E731
-        else:
-            if every:
-                first = torch.zeros(B, dtype=torch.long, device=dev)
-                active = valid[:, 0] if tail else torch.ones(B, dtype=torch.bool, device=dev)
-                adv = active.long()
-            else:
-                wrong = pred != yy
-                if tail:
-                    wrong &= valid
-                active = wrong.any(1)
-                first = wrong.byte().argmax(1)  # 0 where no mistake: consumes the whole chunk (below)
-                adv = torch.where(active, first + 1, valid.sum(1) if tail else m)
-            pick = lambda t: t[bi, first]  # noqa: E731
+        first, active, adv = _decide(pred, yy, valid, every, m)
+        pick = lambda t: t[bi, first]  # noqa: E731
         h_f, y_f, p_f = pick(h), pick(yy), pick(pred)
         if t1:
             w_f = (h_f != 0).to(torch.uint8)
@@ -431,19 +456,15 @@ def train_rules(nets: Networks, x: torch.Tensor, y: torch.Tensor, tables: Tables
             g_f = output_gain(h_f, out=rec.gain[step] if rec is not None else None)
         else:
             g_f = None
-        if a0 if single else any(active.tolist()):
+        if any(active.tolist()):
             apply_updates(nets, tables, w_f, y_f, p_f, active, scheme.output_rows, g_f, work)
         mistakes += (active & (p_f != y_f)) if every else active
         if rec is not None:
             rec.words[step] = w_f
             rec.active[step] = active
             torch.stack([y_f, p_f, pick(ex)], out=ints[step])
-        if single:
-            pos_list[0] += adv0
-        else:
-            pos += adv
-            pos_list = pos.tolist()
-        lo = min(pos_list)
+        pos += adv
+        pos_list = pos.tolist()
         if not every:
             run_avg = 0.7 * run_avg + 0.3 * (sum(pos_list) - pos_sum) / B
             pos_sum = sum(pos_list)
@@ -454,12 +475,7 @@ def train_rules(nets: Networks, x: torch.Tensor, y: torch.Tensor, tables: Tables
             done_before = done
     if progress is not None:
         progress(B * N - done_before)
-    record_out = None
-    if rec is not None:
-        cut = lambda t: None if t is None else t[:step].clone()  # noqa: E731
-        record_out = UpdateRecord(cut(rec.words), cut(rec.active), cut(rec.y), cut(rec.pred),
-                                  cut(rec.gain), cut(rec.index), cut(rec.states))
-    return mistakes, record_out
+    return mistakes, (None if rec is None else cut_record(rec, step))
 
 
 def train_gd(nets: Networks, x: torch.Tensor, y: torch.Tensor, orders: torch.Tensor, *,

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import torch
 
+from .compiled import resolve_for
 from .errors import MetaplasticError
 from .io import atomic_torch_save, atomic_write_text, resolve_rule, save_ruleset, write_json
 from .learner import Scheme, Tables, data_orders, train_rules
@@ -253,6 +254,7 @@ def learn_rule(cfg: MetaConfig, out: str | Path, *, run_dir: str | Path | None =
         "graph_table": None if rules.graph is None else rules.graph.factors().detach().double().tolist(),
         "steps": cfg.steps, "trainings": trainings, "seconds_this_run": seconds,
         "rule_file": str(out), "run_dir": str(run_dir), "config": asdict(cfg),
+        "backend": resolve_for(None, netcfg, cfg.device, dtype),
     })
     write_json(run_dir / "results.json", result)
     return result

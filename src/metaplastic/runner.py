@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 
+from .compiled import resolve_backend
 from .errors import MetaplasticError
 from .io import atomic_torch_save, resolve_rule, write_json
 from .learner import Scheme, Tables, data_orders, train_gd, train_rules
@@ -56,6 +57,7 @@ class TrainJob(TaskSpec):
     dtype: str = "float32"
     data_dir: str | None = None
     threads: int | None = None
+    backend: str | None = None  # rule-training loop: auto | torch | compiled; None: $METAPLASTIC_BACKEND or auto
 
     def validate(self) -> None:
         if not isinstance(self.ensemble, int) or self.ensemble < 1:
@@ -122,6 +124,7 @@ def run_train(job: TrainJob, *, progress: bool = True, out: str | Path | None = 
                 raise MetaplasticError("the graph and output rules must both be additive or both "
                                        "multiplicative (weights start at 0 or at 1 for both)")
     nets = init_networks(cfg, seeds, mode=mode, dtype=dtype, device=dev)
+    backend = resolve_backend(job.backend, nets) if job.gd == "none" else None
     n = data.x_train.shape[0]
     orders = data_orders(n, job.epochs, seeds)
     step, close = make_progress(job.ensemble * orders.shape[1], "train", progress)
@@ -132,7 +135,7 @@ def run_train(job: TrainJob, *, progress: bool = True, out: str | Path | None = 
             with torch.no_grad():
                 tables = Tables.from_rules(out_rule, graph_rule)
             mistakes, _ = train_rules(nets, data.x_train, data.y_train, tables, orders, scheme,
-                                      progress=step)
+                                      progress=step, backend=backend)
         else:
             train_gd(nets, data.x_train, data.y_train, orders, which=job.gd, lr=job.gd_lr,
                      batch_size=job.gd_batch, progress=step)
@@ -160,6 +163,7 @@ def run_train(job: TrainJob, *, progress: bool = True, out: str | Path | None = 
         "config": asdict(job),
         "network": cfg.to_dict(),
         "seeds": seeds,
+        "backend": backend,
     }
     if out is not None:
         out = Path(out)

@@ -39,8 +39,9 @@ def summarize(values) -> dict:
 
 def write_results(out: Path, name: str, config: dict, results: dict, rows: list[dict]) -> None:
     """``config.json``, ``results.json`` and ``results.csv`` (one row per measured cell)."""
+    from ..compiled import default_backend
     out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "config.json", {"section": name, **config,
+    write_json(out / "config.json", {"section": name, **config, "backend": default_backend(),
                                       "machine": platform.machine(), "cpus": os.cpu_count(),
                                       "written": time.strftime("%Y-%m-%dT%H:%M:%S")})
     write_json(out / "results.json", results, sort_keys=False)  # rows keep their order on redraw
