@@ -55,7 +55,7 @@ import torch
 import torch.nn.functional as F
 
 from .errors import MetaplasticError
-from .network import Networks, first_round, project, run_rounds, words_of
+from .network import Networks, fired_mask, first_round, project, run_rounds, words_of
 
 UPDATE_ON = ("misclassified", "all")
 OUTPUT_ROWS = ("true-and-predicted", "all")
@@ -122,7 +122,9 @@ class UpdateRecord:
     ``gain[s, b]`` the output-update gains ``g_i`` (None in the bit form);
     ``index[s, b]`` the example's index into the training data; ``states[s, b]``
     (only when asked for) the hidden state of every round ``[T, V]``, which the
-    adjoint sweep of the replay gradient needs.
+    adjoint sweep of the replay gradient needs, and with it ``drive[s, b]``, the
+    example's input drive ``x @ A`` ``[V]``, under ``recurrence="w(h+ax)"`` only
+    (where rounds 2..T multiply ``h + x @ A`` by W).
     """
 
     words: torch.Tensor   # [S, B, V] uint8
@@ -132,9 +134,10 @@ class UpdateRecord:
     gain: torch.Tensor | None = None  # [S, B, V] float
     index: torch.Tensor | None = None  # [S, B] long
     states: torch.Tensor | None = None  # [S, B, T, V] float
+    drive: torch.Tensor | None = None   # [S, B, V] float
 
     def nbytes(self) -> int:
-        ts = (self.words, self.active, self.y, self.pred, self.gain, self.index, self.states)
+        ts = (self.words, self.active, self.y, self.pred, self.gain, self.index, self.states, self.drive)
         return sum(t.numel() * t.element_size() for t in ts if t is not None)
 
 
@@ -203,9 +206,17 @@ def graph_delta(table: torch.Tensor, codes: torch.Tensor, scale: torch.Tensor,
     return torch.bmm(rows, onehot.transpose(1, 2))
 
 
-def output_gain(h: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
-    """Appendix B's ``chi``: ``h_i`` where the unit fired, 1 where it did not (into ``out`` if given)."""
-    return torch.where(h != 0, h, _one(h.dtype, h.device), out=out)
+def output_gain(h: torch.Tensor, out: torch.Tensor | None = None,
+                fired: torch.Tensor | None = None) -> torch.Tensor:
+    """Appendix B's ``chi``: ``h_i`` where the unit fired, 1 where it did not (into ``out`` if given).
+
+    ``fired`` (bool, like ``h``) is the final round's firing under a network's
+    notion (:func:`metaplastic.network.fired`); None means ``h != 0``.  Under
+    top-k firing a top-k member of value 0 fired, so its gain is its value, 0:
+    ``chi^1(y)_i = y_i`` for a fired unit, as appendix B writes it (the paper's
+    code has no value-weighted output update to settle this; it uses the bit form).
+    """
+    return torch.where(h != 0 if fired is None else fired, h, _one(h.dtype, h.device), out=out)
 
 
 @lru_cache(maxsize=None)
@@ -348,6 +359,8 @@ def train_rules(nets: Networks, x: torch.Tensor, y: torch.Tensor, tables: Tables
     mistakes = torch.zeros(B, dtype=torch.long, device=dev)
     valued = scheme.output_input == "value"
     keep_states = record == "states" and not t1
+    topk = c.firing == "top-k" and c.k is not None   # else fired = non-zero (network.fired_mask)
+    keep_drive = keep_states and c.recurrence == "w(h+ax)"
     rec = None
     if record:
         # Preallocated: a step consumes at least one example, so N steps at most.
@@ -361,7 +374,8 @@ def train_rules(nets: Networks, x: torch.Tensor, y: torch.Tensor, tables: Tables
                            ints[:, 0], ints[:, 1],
                            torch.zeros(N, B, V, dtype=dtype, device=dev) if valued else None,
                            ints[:, 2],
-                           torch.zeros(N, B, c.rounds, V, dtype=dtype, device=dev) if keep_states else None)
+                           torch.zeros(N, B, c.rounds, V, dtype=dtype, device=dev) if keep_states else None,
+                           torch.zeros(N, B, V, dtype=dtype, device=dev) if keep_drive else None)
     run_avg = 4.0
     arange = torch.arange(max_chunk, device=dev)
     # sequences padded by a chunk so that a chunk never reads past the end
@@ -394,7 +408,7 @@ def train_rules(nets: Networks, x: torch.Tensor, y: torch.Tensor, tables: Tables
             h, words = feats, None
         else:
             hs = []  # words of the picked example only, from its states (below)
-            h, _ = run_rounds(feats, nets.W, c.k, c.rounds, h1=h1, states=hs, words=False)
+            h, _ = run_rounds(feats, nets.W, c.k, c.rounds, h1=h1, states=hs, words=False, **c.semantics)
         pred = torch.bmm(h, nets.U).argmax(-1)
         if single:
             if every:
@@ -422,13 +436,16 @@ def train_rules(nets: Networks, x: torch.Tensor, y: torch.Tensor, tables: Tables
             pick = lambda t: t[bi, first]  # noqa: E731
         h_f, y_f, p_f = pick(h), pick(yy), pick(pred)
         if t1:
-            w_f = (h_f != 0).to(torch.uint8)
+            w_f = (fired_mask(h_f, c.k, c.firing) if topk else h_f != 0).to(torch.uint8)
         else:
             st_f = torch.stack([pick(hst) for hst in hs], 1,
                                out=rec.states[step] if keep_states else None)       # [B, T, V]
-            w_f = words_of(st_f)
+            w_f = words_of(st_f, c.k, c.firing)
+            if keep_drive:
+                rec.drive[step] = pick(feats)
         if valued:  # appendix B's chi: h_i where the unit fired, 1 where not
-            g_f = output_gain(h_f, out=rec.gain[step] if rec is not None else None)
+            g_f = output_gain(h_f, out=rec.gain[step] if rec is not None else None,
+                              fired=(w_f & 1).bool() if topk else None)
         else:
             g_f = None
         if a0 if single else any(active.tolist()):
@@ -458,7 +475,7 @@ def train_rules(nets: Networks, x: torch.Tensor, y: torch.Tensor, tables: Tables
     if rec is not None:
         cut = lambda t: None if t is None else t[:step].clone()  # noqa: E731
         record_out = UpdateRecord(cut(rec.words), cut(rec.active), cut(rec.y), cut(rec.pred),
-                                  cut(rec.gain), cut(rec.index), cut(rec.states))
+                                  cut(rec.gain), cut(rec.index), cut(rec.states), cut(rec.drive))
     return mistakes, record_out
 
 
@@ -488,7 +505,8 @@ def train_gd(nets: Networks, x: torch.Tensor, y: torch.Tensor, orders: torch.Ten
     params = [U]
     if which == "output":
         with torch.no_grad():
-            H = torch.cat([run_rounds(project(x[i:i + 2048], nets.A), nets.W, c.k, c.rounds, words=False)[0]
+            H = torch.cat([run_rounds(project(x[i:i + 2048], nets.A), nets.W, c.k, c.rounds, words=False,
+                                      **c.semantics)[0]
                            for i in range(0, x.shape[0], 2048)], dim=1)
     else:
         A_mask = (nets.A != 0).to(nets.A.dtype)
@@ -504,7 +522,8 @@ def train_gd(nets: Networks, x: torch.Tensor, y: torch.Tensor, orders: torch.Ten
             h = H[bi, ex]
         else:
             P = torch.bmm(x[ex], A * A_mask)
-            h, _ = run_rounds(P, None if nets.W is None else W * nets.G, c.k, c.rounds, words=False)
+            h, _ = run_rounds(P, None if nets.W is None else W * nets.G, c.k, c.rounds, words=False,
+                              **c.semantics)
         logits = torch.bmm(h, U)
         loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y[ex].reshape(-1),
                                reduction="sum") / ex.shape[1]
