@@ -307,6 +307,19 @@ def forward(nets: Networks, x: torch.Tensor):
 
 
 @torch.no_grad()
+def firing_fractions(nets: Networks, x: torch.Tensor, batch_size: int = 2048) -> torch.Tensor:
+    """``[B, T]``: the fraction of units firing in each round, over the inputs x, under the
+    config's notion of firing (:func:`fired`; under top-k firing every round fires k/|V|)."""
+    c = nets.config
+    total = torch.zeros(nets.batch, c.rounds, dtype=torch.float64, device=nets.A.device)
+    for i in range(0, x.shape[0], batch_size):
+        _, words = forward(nets, x[i:i + batch_size])
+        for t in range(c.rounds):
+            total[:, t] += ((words >> (c.rounds - 1 - t)) & 1).sum((1, 2), dtype=torch.float64)
+    return total / max(x.shape[0] * c.vertices, 1)
+
+
+@torch.no_grad()
 def predict(nets: Networks, x: torch.Tensor, batch_size: int = 2048) -> torch.Tensor:
     """Predicted labels ``[B, n]`` (argmax of the logits; ties to the lower label)."""
     out = [forward(nets, x[i:i + batch_size])[0].argmax(-1) for i in range(0, x.shape[0], batch_size)]
