@@ -148,3 +148,28 @@ def test_es_and_meta_loss_on_softmax():
     assert per.item() == pytest.approx(0.6931471805599453)  # untrained: all logits 0
     with pytest.raises(MetaplasticError, match="meta-loss-on must be one of"):
         meta_loss(nets, nets.W, nets.U, batch.x_eval, batch.y_eval, "ce", "probs")
+
+
+@pytest.mark.parametrize("name", ["fig3", "table2-accuracy"])
+def test_reproduce_writes_one_column_per_semantics(tmp_path, capsys, name):
+    out = tmp_path / name
+    assert main(["reproduce", name, "--quick", "--out", str(out)]) == 0
+    text_report = (out / "REPORT.md").read_text()
+    assert "paper-code" not in text_report
+    assert main(["reproduce", name, "--quick", "--paper-code", "--out", str(out)]) == 0
+    res = json.loads((out / "results.json").read_text())
+    tags = ["paper-code" if "paper-code" in k else "text" for k in res["cells"]]
+    assert tags.count("text") == tags.count("paper-code") if name == "fig3" else tags.count("paper-code") == 3
+    assert tags == sorted(tags, key=lambda t: t != "text")  # the text's rows first
+    report = (out / "REPORT.md").read_text()
+    if name == "fig3":
+        assert "test acc, text (mean ± 95% CI)" in report and "test acc, paper-code" in report
+        assert (out / "fig3-paper-code.png").is_file() and (out / "fig3.png").is_file()
+        code_cells = [c for k, c in res["cells"].items() if k.endswith(":: paper-code") and k.startswith("T=3")]
+        # under top-k firing every round fires k of |V| units, active (non-zero) or not
+        assert all(f == pytest.approx(0.5) for c in code_cells for f in c["firing_per_round"])
+    else:
+        assert "T=3 [paper-code]" in report and "| T=3 | halfspace |" in report
+    capsys.readouterr()
+    assert main(["reproduce", name, "--plot-only", "--out", str(out)]) == 0
+    assert (out / "REPORT.md").read_text() == report

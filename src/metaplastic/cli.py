@@ -341,7 +341,11 @@ def cmd_reproduce(args) -> int:
         print(f"wrote {out}/REPORT.md")
         return rc
     sem_asked = args.paper_code or args.recurrence is not None or args.firing is not None
-    sem = _semantics(args) if sem_asked else None
+    sem = None
+    if sem_asked:  # sections train with rules and schemes of their own: the preset's four settings
+        from .semantics import resolve
+        sem = resolve(args.paper_code, {"recurrence": args.recurrence, "firing": args.firing,
+                                        "output_input": None, "meta_loss_on": None})
     if sem_asked and not args.plot_only:  # sections that train networks take the semantics
         import inspect
         if args.name == "all" or "semantics" not in inspect.signature(section_module(args.name).run).parameters:

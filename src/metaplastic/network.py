@@ -307,13 +307,17 @@ def forward(nets: Networks, x: torch.Tensor):
 
 
 @torch.no_grad()
-def firing_fractions(nets: Networks, x: torch.Tensor, batch_size: int = 2048) -> torch.Tensor:
+def firing_fractions(nets: Networks, x: torch.Tensor, batch_size: int = 2048,
+                     firing: str | None = None) -> torch.Tensor:
     """``[B, T]``: the fraction of units firing in each round, over the inputs x, under the
-    config's notion of firing (:func:`fired`; under top-k firing every round fires k/|V|)."""
+    config's notion of firing (:func:`fired`; under top-k firing every round fires k/|V|),
+    or under ``firing`` (``"nonzero"``: the units active, whatever the config's notion)."""
     c = nets.config
+    firing = c.firing if firing is None else firing
     total = torch.zeros(nets.batch, c.rounds, dtype=torch.float64, device=nets.A.device)
     for i in range(0, x.shape[0], batch_size):
-        _, words = forward(nets, x[i:i + batch_size])
+        P = project(x[i:i + batch_size].to(nets.A.dtype), nets.A)
+        _, words = run_rounds(P, nets.W, c.k, c.rounds, recurrence=c.recurrence, firing=firing)
         for t in range(c.rounds):
             total[:, t] += ((words >> (c.rounds - 1 - t)) & 1).sum((1, 2), dtype=torch.float64)
     return total / max(x.shape[0] * c.vertices, 1)
