@@ -270,7 +270,9 @@ class FeatureCache:
     blocks; neither does round 1, ``cap_k(relu(x @ A))`` (at T = 1 the whole
     hidden state), which is cached beside it when both fit.  When ``B * n * V``
     values exceed ``max_bytes`` they are recomputed per chunk instead.  (Both
-    are row-wise, so a cached row equals a recomputed one bit for bit.)
+    are row-wise, so a cached row equals a recomputed one bit for bit.)  Both
+    recurrences share them: round 1 is ``cap_k(relu(x @ A))`` under either, and
+    ``x @ A`` enters later rounds as ``+ x @ A`` or inside ``(h + x @ A) @ W``.
     """
 
     def __init__(self, nets: Networks, x: torch.Tensor, max_bytes: int, block: int = 2048):

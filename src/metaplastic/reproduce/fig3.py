@@ -255,7 +255,8 @@ def _view(results: dict, tag: str) -> dict:
     """The results of one semantics, with the text's cell keys (model :: dataset :: method)."""
     cells = {" :: ".join(k.split(" :: ")[:3]): c for k, c in results["cells"].items() if _tag(k) == tag}
     rules = (results.get("rules_by_semantics") or {"text": results["rules"]}).get(tag) or {}
-    return {"config": results["config"], "cells": cells, "rules": {"graph_T3": None, **rules}}
+    return {"config": results["config"], "cells": cells, "rules": {"graph_T3": None, **rules},
+            "semantics_settings": results.get("semantics_settings", {}).get(tag, record({}))}
 
 
 def _tags(results: dict) -> list[str]:
@@ -393,7 +394,16 @@ def claims_text(results: dict) -> str:
                      f"in {len(pos)} of {len(gains)} T=3 cells; differences "
                      + ", ".join(f"{m} / {d}: {g:+.3f}" for m, d, g in gains) + ".")
     g3 = results["rules"].get("graph_T3")
-    if g3 is not None and max(max(row) for row in g3) < 0:
+    acts = [c["active_per_round"] for k, c in cells.items()
+            if k.startswith("T=3") and k.endswith(learned) and c.get("active_per_round")]
+    collapsed = bool(acts) and all(a[1] < 0.05 and abs(a[2] - a[0]) < 0.1 for a in acts)
+    through_w = results.get("semantics_settings", {}).get("recurrence") == "w(h+ax)"
+    if through_w:
+        lines.append("* Under the code's recurrence W (h + A x), W = 0 silences rounds 2..T: the T=3 networks "
+                     "with a zero graph rule or with GD on the output weights end every input at h = 0 and "
+                     "predict one class. A negative graph rule does not silence them (the input's negative "
+                     "entries pass through negative weights); active units per round are in the table.")
+    if g3 is not None and max(max(row) for row in g3) < 0 and (collapsed or not acts) and not through_w:
         lines.append("* The shipped graph rule is negative for every pair of firing words. Starting from W = 0, "
                      "its first updates make the recurrent input negative, so round 2 goes silent and round 3 "
                      "repeats round 1: the T=3 networks compute the T=1 representation, and the learned graph rule "
