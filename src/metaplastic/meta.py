@@ -41,6 +41,14 @@ penalty.  Three estimators of the gradient share one interface
     firing word, a cap selection or a mistake decision flips; both estimate
     the gradient of the piecewise-smooth loss on the current piece.
 
+    Under the paper's code semantics (:mod:`metaplastic.semantics`) nothing
+    changes but two inputs: the firing words come from the loop under top-k
+    firing, and under ``recurrence="w(h+ax)"`` round t computes
+    ``(h_{t-1} + x @ A) @ W``, so the record keeps each update's input drive and
+    the sweep's VJP uses ``(h_{t-1} + x @ A)^T dz_t``.  A meta-loss on the
+    softmax outputs (``loss_on="softmax"``) changes only ``dL/dW_T, dL/dU_T``.
+    Every estimator supports every option.
+
 ``tape`` -- autograd through every update
     The paper's approach, written here as a plain per-example loop with an
     autograd tape; memory grows with |V|^2 times the sequence length.  Kept
