@@ -32,4 +32,14 @@ $MP learn-rule --dataset mnist --vertices 200 --cap 100 --rounds 3 --learn graph
   --hidden 20 --output-rule perceptron --batch 500 --eval-on heldout --steps 300 --seed 0 --no-progress \
   --out rules/mnist-mlp-graph-T3-V200.json --run-dir runs/rules/mnist-mlp-graph-T3-V200
 
+# The two Fig. 3 rules again under the paper's code semantics (issue 11; metaplastic.semantics):
+# --paper-code = recurrence W(h + Ax), top-k firing, bit-form output update, meta-loss on the
+# softmax outputs.  Same recipes otherwise.  `reproduce fig3 --paper-code` uses them.
+$MP learn-rule --paper-code --dataset halfspace --vertices 100 --cap 50 --rounds 1 --learn output \
+  --init-scale 0 --steps 1500 --seed 0 --threads 1 --no-progress \
+  --out rules/halfspace-output-T1-paper-code.json --run-dir runs/rules/halfspace-output-T1-paper-code
+$MP learn-rule --paper-code --dataset relu1 --vertices 100 --cap 50 --rounds 3 --learn both --rule-kind mlp \
+  --output-rule-kind table --init-scale 0 --threads 1 --hidden 20 --batch 1000 --eval-on heldout --steps 300 --seed 0 --no-progress \
+  --out rules/relu1-mlp-T3-paper-code.json --run-dir runs/rules/relu1-mlp-T3-paper-code
+
 sha256sum rules/*.json > rules/SHA256SUMS

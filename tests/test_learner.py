@@ -9,8 +9,21 @@ from metaplastic.network import NetworkConfig, accuracy, cap, init_networks
 from metaplastic.rules import hebb_rule, perceptron_rule, winnow_rule
 
 
+def reference_fired(z, h, k, firing):
+    """Which units fired, straight from the definitions (not via network.fired_mask):
+    the text's h != 0, or the code's membership of the top k of relu(z) ranked by
+    value, ties to the lower index (a plain Python sort of (-value, index))."""
+    if firing == "nonzero":
+        return (h != 0).long()
+    order = sorted(range(z.shape[0]), key=lambda i: (-float(z[i]), i))[:k]
+    bit = torch.zeros(z.shape[0], dtype=torch.long)
+    bit[order] = 1
+    return bit
+
+
 def reference_train(nets, x, y, tables, orders, scheme):
-    """Plain per-example loop written from the paper's text, one network at a time."""
+    """Plain per-example loop written from the paper's text (and, where the config
+    says so, its code's recurrence and firing), one network at a time."""
     c = nets.config
     for b in range(nets.batch):
         A, U = nets.A[b], nets.U[b]
@@ -21,9 +34,14 @@ def reference_train(nets, x, y, tables, orders, scheme):
             h = torch.zeros(c.vertices, dtype=x.dtype)
             bits = []
             for r in range(c.rounds):
-                z = torch.relu((h @ W if r > 0 else 0) + drive)
+                if r == 0:
+                    z = torch.relu(drive)
+                elif c.recurrence == "wh+ax":
+                    z = torch.relu(h @ W + drive)
+                else:  # the paper's code: the input re-enters through W
+                    z = torch.relu((h + drive) @ W)
                 h = cap(z, c.cap)
-                bits.append((h != 0).long())
+                bits.append(reference_fired(z, h, c.cap, c.firing))
             code = sum(bit << (c.rounds - 1 - r) for r, bit in enumerate(bits))
             pred = int((h @ U).argmax())
             if scheme.update_on == "misclassified" and pred == int(y[t]):
@@ -34,7 +52,8 @@ def reference_train(nets, x, y, tables, orders, scheme):
                     W += G * d
                 else:
                     W *= torch.exp(d)
-            gain = torch.where(h != 0, h, 1.0) if scheme.output_input == "value" else torch.ones_like(h)
+            # chi: the unit's value where it fired (0 for a zero-valued top-k member), else 1
+            gain = torch.where(bits[-1] == 1, h, 1.0) if scheme.output_input == "value" else torch.ones_like(h)
             col = tables.output_eta * tables.output[code] * gain[:, None]  # [V, 2]
             delta = torch.zeros_like(U)
             delta[:, int(y[t])] += col[:, 0]
@@ -49,11 +68,13 @@ def reference_train(nets, x, y, tables, orders, scheme):
                 U *= torch.exp(delta)
 
 
-def _setup(rounds, mode="additive", n=300, V=40, B=2, classes=2, seed=0):
+def _setup(rounds, mode="additive", n=300, V=40, B=2, classes=2, seed=0, recurrence="wh+ax",
+           firing="nonzero", cap=None):
     x, y = halfspace(n, seed=seed)
     if classes > 2:
         y = ((x[:, 0] > 0).long() + (x[:, 1] > 0).long() * 2) % classes
-    cfg = NetworkConfig(d=x.shape[1], n_classes=classes, vertices=V, cap=V // 2, rounds=rounds)
+    cfg = NetworkConfig(d=x.shape[1], n_classes=classes, vertices=V, cap=cap or V // 2, rounds=rounds,
+                        recurrence=recurrence, firing=firing)
     seeds = list(range(seed, seed + B))
     nets = init_networks(cfg, seeds, mode=mode, dtype=torch.float64)
     if mode == "additive":
@@ -84,6 +105,14 @@ CASES = [
     dict(rounds=3, scheme=Scheme(output_input="bit"), classes=3),
     dict(rounds=1, mode="multiplicative"),
     dict(rounds=3, mode="multiplicative"),
+    # the paper's code semantics (each option alone and together); a cap of 3/4
+    # of |V| leaves top-k sets with zero-valued members, which then fire
+    dict(rounds=3, recurrence="w(h+ax)"),
+    dict(rounds=3, firing="top-k", cap=30),
+    dict(rounds=1, firing="top-k", cap=30),
+    dict(rounds=3, recurrence="w(h+ax)", firing="top-k", cap=30),
+    dict(rounds=3, recurrence="w(h+ax)", firing="top-k", cap=30, scheme=Scheme(output_input="bit")),
+    dict(rounds=2, recurrence="w(h+ax)", firing="top-k", cap=30, mode="multiplicative"),
 ]
 
 
@@ -93,8 +122,14 @@ def test_fast_loop_equals_reference(case):
     scheme = case.pop("scheme", Scheme())
     x, y, nets, tables, orders = _setup(**case)
     ref = nets.clone()
-    train_rules(nets, x, y, tables, orders, scheme)
+    mistakes, rec = train_rules(nets, x, y, tables, orders, scheme, record=True)
     reference_train(ref, x, y, tables, orders, scheme)
+    c = nets.config
+    if c.firing == "top-k":
+        bits = torch.stack([(rec.words >> (c.rounds - 1 - r)) & 1 for r in range(c.rounds)])
+        assert (bits.long().sum(-1) == c.cap).all()  # every round fires exactly k units
+        if rec.gain is not None:  # the option is exercised: zero-valued units fired (gain h_i = 0)
+            assert (rec.gain == 0).any()
     assert torch.allclose(nets.U, ref.U, rtol=1e-12, atol=1e-12)
     if nets.W is not None:
         assert torch.allclose(nets.W, ref.W, rtol=1e-12, atol=1e-12)

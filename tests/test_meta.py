@@ -13,11 +13,12 @@ D = torch.float64
 
 
 def make_problem(rounds=3, learn="both", kind="table", mode="additive", B=1, n=60, V=24,
-                 classes=2, seed=0):
+                 classes=2, seed=0, recurrence="wh+ax", firing="nonzero", cap=None):
     x, y = halfspace(200, seed=seed)
     if classes > 2:
         y = ((x[:, 0] > 0).long() + 2 * (x[:, 1] > 0).long()) % classes
-    cfg = NetworkConfig(d=10, n_classes=classes, vertices=V, cap=V // 2, rounds=rounds)
+    cfg = NetworkConfig(d=10, n_classes=classes, vertices=V, cap=cap or V // 2, rounds=rounds,
+                        recurrence=recurrence, firing=firing)
     nets = init_networks(cfg, list(range(seed, seed + B)), mode=mode, dtype=D)
     g = torch.Generator().manual_seed(seed + 100)
     eta_o, eta_g = (0.05, 0.02) if mode == "additive" else (0.02, 0.005)
@@ -37,8 +38,8 @@ def make_problem(rounds=3, learn="both", kind="table", mode="additive", B=1, n=6
     return rules, batch
 
 
-def grads_of(rules, fn, batch, scheme, loss="ce"):
-    stats = fn(rules, batch, scheme, loss)
+def grads_of(rules, fn, batch, scheme, loss="ce", loss_on="logits"):
+    stats = fn(rules, batch, scheme, loss, loss_on)
     return torch.cat([p.grad.reshape(-1) for p in rules.parameters()]), stats
 
 
@@ -54,6 +55,21 @@ CASES = {
     "all-rows-3class": dict(rounds=2, learn="both", classes=3, scheme=Scheme(output_rows="all")),
     "ensemble-3": dict(rounds=3, learn="both", B=3),
     "mse-loss": dict(rounds=2, learn="both", loss="mse"),
+    # the paper's code semantics: every option replay supports (all of them)
+    "w(h+ax)-T3": dict(rounds=3, learn="both", recurrence="w(h+ax)"),
+    "w(h+ax)-graph-only-T2": dict(rounds=2, learn="graph", recurrence="w(h+ax)"),
+    "top-k-T3": dict(rounds=3, learn="both", firing="top-k", cap=18),
+    "top-k-T1": dict(rounds=1, learn="output", firing="top-k", cap=18),
+    "softmax-loss": dict(rounds=3, learn="both", loss_on="softmax"),
+    "softmax-mse": dict(rounds=2, learn="both", loss="mse", loss_on="softmax"),
+    "code-all-T3": dict(rounds=3, learn="both", recurrence="w(h+ax)", firing="top-k", cap=18,
+                        loss_on="softmax"),
+    "code-all-T3-bit": dict(rounds=3, learn="both", recurrence="w(h+ax)", firing="top-k", cap=18,
+                            loss_on="softmax", scheme=Scheme(output_input="bit")),
+    "code-multiplicative-ens": dict(rounds=3, learn="both", mode="multiplicative", B=2,
+                                    recurrence="w(h+ax)", firing="top-k", cap=18),
+    "code-mlp-3class-all": dict(rounds=2, learn="both", kind="mlp", classes=3, recurrence="w(h+ax)",
+                                firing="top-k", cap=18, scheme=Scheme(update_on="all")),
 }
 
 
@@ -62,16 +78,18 @@ def test_replay_equals_tape(name):
     case = dict(CASES[name])
     scheme = case.pop("scheme", Scheme())
     loss = case.pop("loss", "ce")
+    loss_on = case.pop("loss_on", "logits")
     rules, batch = make_problem(**case)
-    g_rep, s_rep = grads_of(rules, estimate_replay, batch, scheme, loss)
-    g_tape, s_tape = grads_of(rules, estimate_tape, batch, scheme, loss)
+    g_rep, s_rep = grads_of(rules, estimate_replay, batch, scheme, loss, loss_on)
+    g_tape, s_tape = grads_of(rules, estimate_tape, batch, scheme, loss, loss_on)
     assert g_tape.norm() > 0
     rel = (g_rep - g_tape).norm() / g_tape.norm()
     assert rel < 1e-9, f"relative error {rel:.3e}"
     assert abs(s_rep["loss"] - s_tape["loss"]) < 1e-9 * max(1.0, abs(s_tape["loss"]))
 
 
-@pytest.mark.parametrize("name", ["tables-T3", "multiplicative-T3", "ensemble-3", "mlp-graph-T3"])
+@pytest.mark.parametrize("name", ["tables-T3", "multiplicative-T3", "ensemble-3", "mlp-graph-T3",
+                                  "w(h+ax)-T3", "code-multiplicative-ens"])
 @pytest.mark.parametrize("steps_per_block", [1, 2, 7])
 def test_blocked_sweep_equals_tape(name, steps_per_block, monkeypatch):
     """The adjoint sweep in blocks of steps (2, 7) and step by step (1) equals the tape."""

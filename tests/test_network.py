@@ -257,3 +257,95 @@ def test_words_from_states_equal_the_words_of_the_rounds():
         assert torch.equal(words_of(torch.stack(states, -2)), words)
         h2, none = run_rounds(P, W, 12, T, words=False)
         assert none is None and torch.equal(h2, h)
+
+
+# ------------------------------------------------- the paper's code semantics (issue 11)
+
+
+def test_top_k_firing_fills_the_set_with_the_lowest_indexed_zeros():
+    from metaplastic.network import fired_mask
+    # one positive drive, V=6, k=3: the text fires unit 1 only; the code fires
+    # unit 1 and the two lowest-indexed zero-valued units, 0 and 2
+    P = torch.tensor([[[-1.0, 2.0, -3.0, -0.5, -2.0, -1.0]]])
+    h, words = run_rounds(P, None, k=3, rounds=1, firing="top-k")
+    assert h.tolist() == [[[0.0, 2.0, 0.0, 0.0, 0.0, 0.0]]]       # values do not change
+    assert words.tolist() == [[[1, 1, 1, 0, 0, 0]]]
+    assert fired_mask(h, 3, "nonzero").long().tolist() == [[[0, 1, 0, 0, 0, 0]]]
+    # at least k positive: the top-k set is exactly the non-zero units under both notions
+    z = torch.tensor([[0.0, 5.0, 1.0, 0.0, 3.0, 2.0]])
+    h = cap(z, 3)
+    assert torch.equal(fired_mask(h, 3, "top-k"), h != 0)
+    # silent round: k fired units, the first k
+    assert fired_mask(torch.zeros(2, 5), 2, "top-k").long().tolist() == [[1, 1, 0, 0, 0]] * 2
+    # a cap-free network has no top-k set: non-zero either way
+    assert fired_mask(torch.tensor([0.0, 1.0, 0.0]), None, "top-k").tolist() == [False, True, False]
+    with pytest.raises(MetaplasticError, match="firing must be one of"):
+        fired_mask(h, 3, "topk")
+
+
+def test_top_k_firing_counts_k_units_in_every_round_and_agrees_with_fired():
+    from metaplastic.network import fired, words_of
+    g = torch.Generator().manual_seed(4)
+    cfg = NetworkConfig(d=5, n_classes=2, vertices=30, cap=20, rounds=3, firing="top-k")
+    nets = init_networks(cfg, [0, 1], dtype=torch.float64)
+    nets.W = nets.G * torch.randn(nets.G.shape, generator=g, dtype=torch.float64)
+    x = torch.randn(40, 5, generator=g, dtype=torch.float64)
+    _, words = forward(nets, x)
+    for r in range(3):
+        assert (((words >> r) & 1).sum(-1) == 20).all()
+    states = []
+    run_rounds(x @ nets.A, nets.W, 20, 3, states=states, **cfg.semantics)
+    S = torch.stack(states, -2)
+    assert torch.equal(words_of(S, 20, "top-k"), words)
+    assert torch.equal(fired(S, cfg), fired_mask_ref(S, 20))
+    assert ((S != 0).sum(-1) < 20).any()   # zero-valued units did fire somewhere
+
+
+def fired_mask_ref(S, k):
+    """Top-k membership by a full stable sort (value descending, index ascending)."""
+    idx = torch.sort(S, dim=-1, descending=True, stable=True).indices[..., :k]
+    return torch.zeros_like(S, dtype=torch.bool).scatter(-1, idx, True)
+
+
+def test_code_recurrence_feeds_the_input_through_w():
+    # d=1, V=3, k=1.  Round 1: unit 0 (drive 1).  Text: round 2 = relu(h @ W + P);
+    # code: relu((h + P) @ W), the input reaches the units only through W.
+    A = torch.tensor([[[1.0, 0.5, 0.0]]])
+    W = torch.zeros(1, 3, 3)
+    W[0, 0, 2] = 2.0
+    W[0, 1, 2] = 4.0
+    P = A  # x = 1
+    h_text, _ = run_rounds(P, W, 1, 2)
+    h_code, w_code = run_rounds(P, W, 1, 2, recurrence="w(h+ax)")
+    # text: z = [0, 0, 2] + [1, .5, 0] = [1, .5, 2] -> unit 2 with 2
+    assert h_text.tolist() == [[[0.0, 0.0, 2.0]]]
+    # code: (h + P) = [1 + 1, .5, 0] -> z = [0, 0, 2*2 + .5*4] = [0, 0, 6]
+    assert h_code.tolist() == [[[0.0, 0.0, 6.0]]]
+    assert w_code.tolist() == [[[0b10, 0b00, 0b01]]]
+    # with W = 0 the code's later rounds are silent (additive rules start there)
+    h0, w0 = run_rounds(P, torch.zeros(1, 3, 3), 1, 3, recurrence="w(h+ax)")
+    assert (h0 == 0).all() and w0.tolist() == [[[0b100, 0, 0]]]
+    _, w0k = run_rounds(P, torch.zeros(1, 3, 3), 1, 3, recurrence="w(h+ax)", firing="top-k")
+    assert w0k.tolist() == [[[0b111, 0, 0]]]   # silent rounds still fire k units (lowest index)
+    with pytest.raises(MetaplasticError, match="recurrence must be one of"):
+        run_rounds(P, W, 1, 2, recurrence="W(h+Ax)")
+
+
+@pytest.mark.parametrize("recurrence", ["wh+ax", "w(h+ax)"])
+@pytest.mark.parametrize("firing", ["nonzero", "top-k"])
+def test_simple_rnn_and_gd_honour_the_semantics(recurrence, firing):
+    cfg = NetworkConfig(d=6, n_classes=3, vertices=40, cap=30, rounds=3, recurrence=recurrence,
+                        firing=firing)
+    nets = init_networks(cfg, [5, 6], dtype=torch.float64)
+    g = torch.Generator().manual_seed(1)
+    nets.U = torch.randn(nets.U.shape, generator=g, dtype=torch.float64)
+    nets.W = nets.G * torch.randn(nets.G.shape, generator=g, dtype=torch.float64) * 0.3
+    x = torch.randn(25, 6, generator=g, dtype=torch.float64)
+    logits, words = forward(nets, x)
+    ref_h, ref_w = run_rounds(x @ nets.A, nets.W, 30, 3, recurrence=recurrence, firing=firing)
+    assert torch.equal(logits, torch.bmm(ref_h, nets.U)) and torch.equal(words, ref_w)
+    for b in range(2):
+        m = SimpleRNN(nets, b)
+        assert torch.equal(m(x), logits[b]) and torch.equal(m.firing_words(x), words[b])
+    other = NetworkConfig(**{**cfg.to_dict(), "recurrence": "wh+ax" if recurrence != "wh+ax" else "w(h+ax)"})
+    assert not torch.equal(forward(Networks(other, nets.A, nets.G, nets.W, nets.U), x)[0], logits)

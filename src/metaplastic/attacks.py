@@ -776,8 +776,10 @@ class BPDASurrogate(nn.Module):
         m = self.model  # the operations of SimpleRNN.forward / network.run_rounds
         P = (x.to(m.A.dtype) @ m.A)[None]
         h = self._cap(torch.relu(P))
+        through = getattr(m.config, "recurrence", "wh+ax") == "w(h+ax)"  # the paper's code: W (h + A x)
         for _ in range(m.config.rounds - 1):
-            h = self._cap(torch.relu(torch.bmm(h, m.W[None]) + P))
+            z = torch.bmm(h + P, m.W[None]) if through else torch.bmm(h, m.W[None]) + P
+            h = self._cap(torch.relu(z))
         return (h @ m.U)[0]
 
 

@@ -60,6 +60,35 @@ def add_network_args(p: argparse.ArgumentParser, vertices=100, cap=50, rounds=1)
                    help="input weights on the mask: standard normal, or all ones (Table 2's T=1*)")
 
 
+def add_semantics_args(p: argparse.ArgumentParser, meta: bool = False) -> None:
+    """The paper's text (default) or its code, setting by setting (metaplastic.semantics)."""
+    g = p.add_argument_group("semantics: the paper's text (default) or its released code")
+    g.add_argument("--paper-code", action="store_true",
+                   help="the paper's code: --recurrence w(h+ax) --firing top-k --output-input bit"
+                        + (" --meta-loss-on softmax" if meta else "")
+                        + " (a flag that contradicts it is an error)")
+    g.add_argument("--recurrence", choices=["wh+ax", "w(h+ax)"], default=None,
+                   help="rounds after the first: cap(relu(W h + A x)) (text, default) or "
+                        "cap(relu(W (h + A x))) (code: the input re-enters only through W)")
+    g.add_argument("--firing", choices=["nonzero", "top-k"], default=None,
+                   help="a unit fires when its capped value is non-zero (text, default) or when it is "
+                        "in the cap's top k, even at 0 (code; zero-valued members lowest index first)")
+    if meta:
+        g.add_argument("--meta-loss-on", choices=["logits", "softmax"], default=None,
+                       help="the meta-loss takes the logits (default) or the softmax outputs (code: "
+                            "cross-entropy of the softmax, softmax twice)")
+
+
+def _semantics(args) -> dict:
+    """The semantics settings the flags ask for (the preset first; see metaplastic.semantics)."""
+    from .semantics import resolve
+    explicit = {"recurrence": args.recurrence, "firing": args.firing}
+    for name in ("output_input", "meta_loss_on"):
+        if hasattr(args, name):
+            explicit[name] = getattr(args, name)
+    return resolve(args.paper_code, explicit)
+
+
 def add_data_args(p: argparse.ArgumentParser, dataset="halfspace") -> None:
     g = p.add_argument_group("data (section 2, A.2)")
     g.add_argument("--dataset", default=dataset,
@@ -88,7 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--output-rule", default="perceptron", help="perceptron, winnow, or a rule FILE (default %(default)s)")
     r.add_argument("--update-on", choices=["misclassified", "all"], default="misclassified")
     r.add_argument("--output-rows", choices=["true-and-predicted", "all"], default="true-and-predicted")
-    r.add_argument("--output-input", choices=["value", "bit"], default="value",
+    r.add_argument("--output-input", choices=["value", "bit"], default=None,
                    help="scale output updates of fired units by their value (appendix B, default) or not")
     r.add_argument("--eta", type=_finite, default=None, help="step size (default: the rule's own, 0.01)")
     r.add_argument("--epochs", type=_positive_int, default=1)
@@ -105,6 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--backend", choices=["auto", "torch", "compiled"], default=None,
                    help="rule-training loop: compiled (numba, CPU), torch (any device), or auto = "
                         "compiled on the CPU where it can run (default: $METAPLASTIC_BACKEND or auto)")
+    add_semantics_args(t)
     e.add_argument("--out", default=None, help="folder to write config.json, results.json and networks.pt")
     e.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     e.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
@@ -131,7 +161,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--graph-rule", default="none", help="fixed graph rule when learning only the output rule")
     r.add_argument("--update-on", choices=["misclassified", "all"], default="misclassified")
     r.add_argument("--output-rows", choices=["true-and-predicted", "all"], default="true-and-predicted")
-    r.add_argument("--output-input", choices=["value", "bit"], default="value")
+    r.add_argument("--output-input", choices=["value", "bit"], default=None,
+                   help="scale output updates of fired units by their value (appendix B, default) or not")
+    add_semantics_args(m, meta=True)
     o = m.add_argument_group("the outer loop")
     o.add_argument("--batch", type=_positive_int, default=100, help="examples per inner training (default %(default)s)")
     o.add_argument("--steps", type=_positive_int, default=200)
@@ -177,6 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="with all: keep the sections of an earlier run in --out that finished")
     rp.add_argument("--backend", choices=["auto", "torch", "compiled"], default=None,
                     help="rule-training loop of every section (default: $METAPLASTIC_BACKEND or auto)")
+    add_semantics_args(rp)
 
     at = sub.add_parser("attack", help="robust accuracy of one saved network under one L2 attack",
                         description="Attack a network saved by `metaplastic train --out DIR` (member 0) or by "
@@ -194,6 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
     at.add_argument("--data-dir", default=None)
     at.add_argument("--threads", type=_positive_int, default=None)
     at.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    add_semantics_args(at)  # the saved config carries the model's semantics; these flags check them
 
     d = sub.add_parser("data", help="fetch or verify MNIST and Fashion-MNIST")
     dsub = d.add_subparsers(dest="data_command", metavar="ACTION")
@@ -239,11 +273,13 @@ def cmd_train(args) -> int:
     from .runner import TrainJob, run_train
     if args.out is not None:
         _check_out_dir(args.out)
+    sem = _semantics(args)
     job = TrainJob(dataset=args.dataset, n_train=args.n_train, n_test=args.n_test,
                    vertices=args.vertices, cap=args.cap, rounds=args.rounds, p=args.p,
                    input_weights=args.input_weights, graph_rule=args.graph_rule,
+                   recurrence=sem["recurrence"], firing=sem["firing"],
                    output_rule=args.output_rule, update_on=args.update_on,
-                   output_rows=args.output_rows, output_input=args.output_input, eta=args.eta,
+                   output_rows=args.output_rows, output_input=sem["output_input"], eta=args.eta,
                    epochs=args.epochs, ensemble=args.ensemble, seed=args.seed, gd=args.gd,
                    gd_lr=args.gd_lr, gd_batch=args.gd_batch, device=args.device, dtype=args.dtype,
                    data_dir=args.data_dir, threads=args.threads, n_classes=args.n_classes)
@@ -277,9 +313,11 @@ def cmd_learn_rule(args) -> int:
         set_default_backend(args.backend)
     if args.threads:
         torch.set_num_threads(args.threads)
+    sem = _semantics(args)
     cfg = MetaConfig(dataset=args.dataset, n_train=args.n_train, n_test=args.n_test,
                      vertices=args.vertices, cap=args.cap, rounds=args.rounds, p=args.p,
-                     input_weights=args.input_weights, learn=args.learn, rule_kind=args.rule_kind,
+                     input_weights=args.input_weights, recurrence=sem["recurrence"], firing=sem["firing"],
+                     meta_loss_on=sem["meta_loss_on"], learn=args.learn, rule_kind=args.rule_kind,
                      output_rule_kind=args.output_rule_kind,
                      mode=args.mode, hidden=args.hidden, eta=args.eta, init_scale=args.init_scale,
                      output_rule=args.output_rule, graph_rule=args.graph_rule, batch=args.batch,
@@ -287,7 +325,7 @@ def cmd_learn_rule(args) -> int:
                      tasks_per_step=args.tasks_per_step, lr=args.lr, weight_decay=args.weight_decay,
                      estimator=args.estimator, es_population=args.es_population,
                      es_sigma=args.es_sigma, update_on=args.update_on, output_rows=args.output_rows,
-                     output_input=args.output_input, resample_graphs=not args.fixed_graphs,
+                     output_input=sem["output_input"], resample_graphs=not args.fixed_graphs,
                      seed=args.seed, dtype=args.dtype, device=args.device,
                      checkpoint_every=args.checkpoint_every, final_networks=args.final_networks,
                      data_dir=args.data_dir, n_classes=args.n_classes)
@@ -323,6 +361,18 @@ def cmd_reproduce(args) -> int:
         rc = run_all(out, quick=args.quick, jobs=args.jobs, threads=args.threads, resume=args.resume)
         print(f"wrote {out}/REPORT.md")
         return rc
+    sem_asked = args.paper_code or args.recurrence is not None or args.firing is not None
+    sem = None
+    if sem_asked:  # sections train with rules and schemes of their own: the preset's four settings
+        from .semantics import resolve
+        sem = resolve(args.paper_code, {"recurrence": args.recurrence, "firing": args.firing,
+                                        "output_input": None, "meta_loss_on": None})
+    if sem_asked and not args.plot_only:  # sections that train networks take the semantics
+        import inspect
+        if args.name == "all" or "semantics" not in inspect.signature(section_module(args.name).run).parameters:
+            takes = [n for n in SECTIONS if "semantics" in inspect.signature(section_module(n).run).parameters]
+            raise MetaplasticError(f"reproduce {args.name} runs under the paper's text only; the semantics "
+                                   f"flags apply to {', '.join(takes) or 'no section yet'}")
     names = list(SECTIONS) if args.name == "all" else [args.name]
     for name in names:
         sec_out = out / name if args.name == "all" else out
@@ -337,7 +387,7 @@ def cmd_reproduce(args) -> int:
         else:
             t0 = time.perf_counter()
             print(f"[reproduce] {name} -> {sec_out}", file=sys.stderr)
-            res = mod.run(sec_out, quick=args.quick)
+            res = mod.run(sec_out, quick=args.quick, **({} if sem is None else {"semantics": sem}))
             print(f"[reproduce] {name} done in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
         write_report(sec_out, res["report"])
     if args.name == "all":  # --plot-only: redraw every section, keep the combined report's timing table
@@ -395,6 +445,14 @@ def cmd_attack(args) -> int:
         cfg = json.loads(cfg_p.read_text()) if cfg_p.is_file() else {}
         return model, cfg
     model, cfg = load(args.model)
+    mc = getattr(model, "config", None)
+    have = {"recurrence": getattr(mc, "recurrence", "wh+ax"), "firing": getattr(mc, "firing", "nonzero")}
+    if args.paper_code or args.recurrence is not None or args.firing is not None:
+        want = _semantics(args)
+        if want != have:
+            raise MetaplasticError(f"{args.model} was trained under recurrence={have['recurrence']}, "
+                                   f"firing={have['firing']} (its saved config), not "
+                                   f"recurrence={want['recurrence']}, firing={want['firing']}")
     source = load(args.source)[0] if args.source else None
     if args.attack == "transfer" and source is None:
         raise MetaplasticError("--attack transfer needs --source RUN_DIR (the model to craft the inputs on)")
@@ -408,7 +466,7 @@ def cmd_attack(args) -> int:
     t0 = time.perf_counter()
     correct = attacks.predict(model, x) == y
     out = {"model": str(args.model), "attack": args.attack, "eps": args.eps, "n": int(x.shape[0]),
-           "clean_accuracy": float(correct.double().mean())}
+           "clean_accuracy": float(correct.double().mean()), "semantics": have}
     if args.attack == "all":
         if args.eps == 0:
             robust = int(correct.sum())
@@ -444,13 +502,20 @@ COMMANDS = {"attack": cmd_attack, "train": cmd_train, "learn-rule": cmd_learn_ru
             "data": cmd_data}
 
 
-def _warnings_as_lines() -> None:
-    """Warnings (degenerate data or results) as one ``warning: ...`` line on stderr."""
-    import warnings
-    warnings.showwarning = lambda message, *a, **k: print(f"warning: {message}", file=sys.stderr)
+def _show_warning(message, category, filename, lineno, file=None, line=None, _default=None):
+    """Our warnings (degenerate data or results, semantics mismatches) as one line
+    ``warning: ...`` on stderr; others as Python prints them."""
+    if category.__module__.startswith("metaplastic"):
+        print(f"warning: {message}", file=sys.stderr)
+    else:
+        _default(message, category, filename, lineno, file, line)
 
 
 def main(argv=None) -> int:
+    import functools
+    import warnings
+    if not isinstance(warnings.showwarning, functools.partial):
+        warnings.showwarning = functools.partial(_show_warning, _default=warnings.showwarning)
     ap = build_parser()
     try:
         args = ap.parse_args(argv)
@@ -459,7 +524,6 @@ def main(argv=None) -> int:
     if args.command is None:
         ap.print_help()
         return 2
-    _warnings_as_lines()
     try:
         return COMMANDS[args.command](args)
     except MetaplasticError as e:

@@ -12,7 +12,13 @@ Rule file format (``"format": "metaplastic-rule", "version": 1``)::
                 for a multiplicative rule); mlp: {"hidden", "w1", "b1", "w2", "b2"}
     table       the materialized table a person reads (increments, or factors
                 for a multiplicative rule), rows indexed by firing word
-    meta        free-form provenance (command, dataset, ...)
+    meta        free-form provenance (command, dataset, ...); ``meta.semantics``
+                records the semantics the rule was learned under
+                (recurrence, firing, output_input, meta_loss_on; see
+                metaplastic.semantics).  A file without it was made before the
+                switches existed: the paper's text (output_input from
+                ``meta.config`` where present).  Loaded rules carry it as
+                ``rule.made_under`` (None for the classic rules).
     sha256      SHA-256 of the canonical JSON of every other field
 
 Floats are written with Python's shortest round-trip repr, so a rule loads
@@ -151,7 +157,22 @@ def rule_from_dict(doc: dict, where: str = "rule", dtype=torch.float32) -> Rule:
             raise MetaplasticError(
                 f"{where}: the table field does not match the rule's parameters; edit "
                 "parameters (the table is derived from them), or remove the table field")
+    rule.made_under = made_under(doc.get("meta"))
     return rule
+
+
+def made_under(meta) -> dict:
+    """The semantics record of a rule file's ``meta`` (see the module docstring)."""
+    from .semantics import TEXT
+    meta = meta if isinstance(meta, dict) else {}
+    rec = meta.get("semantics")
+    if isinstance(rec, dict):
+        return {k: v for k, v in rec.items() if k in TEXT}
+    rec = {"recurrence": TEXT["recurrence"], "firing": TEXT["firing"]}
+    cfg = meta.get("config")
+    if isinstance(cfg, dict) and cfg.get("output_input") in ("value", "bit"):
+        rec["output_input"] = cfg["output_input"]
+    return rec
 
 
 def _build_rule(doc: dict, where: str, dtype) -> Rule:
@@ -230,7 +251,11 @@ def _rule_from_ruleset(doc: dict, where: str, kind: str | None, dtype) -> Rule:
         kind = present[0]
     if rules.get(kind) is None:
         raise MetaplasticError(f"{where}: the rule set has no {kind} rule (it has {present})")
-    return rule_from_dict(rules[kind], f"{where} [{kind}]", dtype)
+    rule = rule_from_dict(rules[kind], f"{where} [{kind}]", dtype)
+    own = rules[kind].get("meta") if isinstance(rules[kind], dict) else None
+    if not (isinstance(own, dict) and "semantics" in own):  # the set's record speaks for its rules
+        rule.made_under = made_under(doc.get("meta"))
+    return rule
 
 
 # ---------------------------------------------------------------------------
@@ -258,11 +283,17 @@ def classic_rule(name: str, rounds: int, eta: float = 1e-2, dtype=torch.float32)
     else:
         rule = CLASSIC_BUILDERS[name](rounds, dtype=dtype)
     rule.eta = float(eta)
+    rule.made_under = None  # written by hand, not learned: no semantics of its own
     return rule
 
 
-def resolve_rule(spec: str, kind: str, rounds: int, eta: float | None, dtype=torch.float32):
-    """A rule from a CLI spec: a classic name or a rule file path."""
+def resolve_rule(spec: str, kind: str, rounds: int, eta: float | None, dtype=torch.float32,
+                 semantics: dict | None = None):
+    """A rule from a CLI spec: a classic name or a rule file path.
+
+    ``semantics`` (the settings the rule will be used under, see
+    :mod:`metaplastic.semantics`): warn when the rule was learned under others.
+    """
     if spec in CLASSIC_BUILDERS:
         rule = classic_rule(spec, rounds, 1e-2 if eta is None else eta, dtype)
     else:
@@ -275,4 +306,7 @@ def resolve_rule(spec: str, kind: str, rounds: int, eta: float | None, dtype=tor
                                "needed here")
     if rule.rounds != rounds:
         raise MetaplasticError(f"{spec} is a rule for T={rule.rounds}, but the network has T={rounds}")
+    if semantics is not None:
+        from .semantics import check_rule
+        check_rule(rule, semantics, f"the {kind} rule {spec}")
     return rule

@@ -56,7 +56,7 @@ import torch.nn.functional as F
 
 from .compiled import resolve_backend, train_compiled
 from .errors import MetaplasticError
-from .network import Networks, first_round, project, run_rounds, words_of
+from .network import Networks, fired_mask, first_round, project, run_rounds, words_of
 
 UPDATE_ON = ("misclassified", "all")
 OUTPUT_ROWS = ("true-and-predicted", "all")
@@ -123,7 +123,9 @@ class UpdateRecord:
     ``gain[s, b]`` the output-update gains ``g_i`` (None in the bit form);
     ``index[s, b]`` the example's index into the training data; ``states[s, b]``
     (only when asked for) the hidden state of every round ``[T, V]``, which the
-    adjoint sweep of the replay gradient needs.
+    adjoint sweep of the replay gradient needs, and with it ``drive[s, b]``, the
+    example's input drive ``x @ A`` ``[V]``, under ``recurrence="w(h+ax)"`` only
+    (where rounds 2..T multiply ``h + x @ A`` by W).
     """
 
     words: torch.Tensor   # [S, B, V] uint8
@@ -133,9 +135,10 @@ class UpdateRecord:
     gain: torch.Tensor | None = None  # [S, B, V] float
     index: torch.Tensor | None = None  # [S, B] long
     states: torch.Tensor | None = None  # [S, B, T, V] float
+    drive: torch.Tensor | None = None   # [S, B, V] float
 
     def nbytes(self) -> int:
-        ts = (self.words, self.active, self.y, self.pred, self.gain, self.index, self.states)
+        ts = (self.words, self.active, self.y, self.pred, self.gain, self.index, self.states, self.drive)
         return sum(t.numel() * t.element_size() for t in ts if t is not None)
 
 
@@ -204,9 +207,17 @@ def graph_delta(table: torch.Tensor, codes: torch.Tensor, scale: torch.Tensor,
     return torch.bmm(rows, onehot.transpose(1, 2))
 
 
-def output_gain(h: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
-    """Appendix B's ``chi``: ``h_i`` where the unit fired, 1 where it did not (into ``out`` if given)."""
-    return torch.where(h != 0, h, _one(h.dtype, h.device), out=out)
+def output_gain(h: torch.Tensor, out: torch.Tensor | None = None,
+                fired: torch.Tensor | None = None) -> torch.Tensor:
+    """Appendix B's ``chi``: ``h_i`` where the unit fired, 1 where it did not (into ``out`` if given).
+
+    ``fired`` (bool, like ``h``) is the final round's firing under a network's
+    notion (:func:`metaplastic.network.fired`); None means ``h != 0``.  Under
+    top-k firing a top-k member of value 0 fired, so its gain is its value, 0:
+    ``chi^1(y)_i = y_i`` for a fired unit, as appendix B writes it (the paper's
+    code has no value-weighted output update to settle this; it uses the bit form).
+    """
+    return torch.where(h != 0 if fired is None else fired, h, _one(h.dtype, h.device), out=out)
 
 
 @lru_cache(maxsize=None)
@@ -260,7 +271,9 @@ class FeatureCache:
     blocks; neither does round 1, ``cap_k(relu(x @ A))`` (at T = 1 the whole
     hidden state), which is cached beside it when both fit.  When ``B * n * V``
     values exceed ``max_bytes`` they are recomputed per chunk instead.  (Both
-    are row-wise, so a cached row equals a recomputed one bit for bit.)
+    are row-wise, so a cached row equals a recomputed one bit for bit.)  Both
+    recurrences share them: round 1 is ``cap_k(relu(x @ A))`` under either, and
+    ``x @ A`` enters later rounds as ``+ x @ A`` or inside ``(h + x @ A) @ W``.
     """
 
     def __init__(self, nets: Networks, x: torch.Tensor, max_bytes: int, block: int = 2048):
@@ -346,7 +359,8 @@ def _check_tables(tables: Tables, B: int, rounds: int) -> None:
                                    f"network) at T={rounds}, got {tuple(t.shape)}")
 
 
-def new_record(N: int, B: int, config, dtype, device, valued: bool, keep_states: bool):
+def new_record(N: int, B: int, config, dtype, device, valued: bool, keep_states: bool,
+               keep_drive: bool = False):
     """An :class:`UpdateRecord` of ``N`` rows (a step consumes at least one example) and its int block.
 
     Preallocated: appending small tensors step by step fragments the heap (at
@@ -358,7 +372,8 @@ def new_record(N: int, B: int, config, dtype, device, valued: bool, keep_states:
     rec = UpdateRecord(torch.zeros(N, B, V, dtype=torch.uint8, device=device),
                        torch.zeros(N, B, dtype=torch.bool, device=device), ints[:, 0], ints[:, 1],
                        torch.zeros(N, B, V, dtype=dtype, device=device) if valued else None, ints[:, 2],
-                       torch.zeros(N, B, T, V, dtype=dtype, device=device) if keep_states else None)
+                       torch.zeros(N, B, T, V, dtype=dtype, device=device) if keep_states else None,
+                       torch.zeros(N, B, V, dtype=dtype, device=device) if keep_drive else None)
     return rec, ints
 
 
@@ -366,7 +381,7 @@ def cut_record(rec: UpdateRecord, steps: int) -> UpdateRecord:
     """The first ``steps`` rows of a preallocated record, as a record of its own."""
     cut = lambda t: None if t is None else t[:steps].clone()  # noqa: E731
     return UpdateRecord(cut(rec.words), cut(rec.active), cut(rec.y), cut(rec.pred), cut(rec.gain),
-                        cut(rec.index), cut(rec.states))
+                        cut(rec.index), cut(rec.states), cut(rec.drive))
 
 
 def _chunk_positions(pos: torch.Tensor, pos_list: list, offsets: torch.Tensor, N: int, max_chunk: int):
@@ -418,7 +433,10 @@ def train_torch(nets: Networks, x: torch.Tensor, y: torch.Tensor, tables: Tables
     t1 = c.rounds == 1
     valued = scheme.output_input == "value"
     keep_states = record == "states" and not t1
-    rec, ints = new_record(N, B, c, dtype, dev, valued, keep_states) if record else (None, None)
+    topk = c.firing == "top-k" and c.k is not None   # else fired = non-zero (network.fired_mask)
+    keep_drive = keep_states and c.recurrence == "w(h+ax)"
+    rec, ints = (new_record(N, B, c, dtype, dev, valued, keep_states, keep_drive) if record
+                 else (None, None))
     bi = torch.arange(B, device=dev)
     pos = torch.zeros(B, dtype=torch.long, device=dev)
     mistakes = torch.zeros(B, dtype=torch.long, device=dev)
@@ -441,19 +459,22 @@ def train_torch(nets: Networks, x: torch.Tensor, y: torch.Tensor, tables: Tables
             h, hs = feats, None
         else:
             hs = []  # words of the picked example only, from its states (below)
-            h, _ = run_rounds(feats, nets.W, c.k, c.rounds, h1=h1, states=hs, words=False)
+            h, _ = run_rounds(feats, nets.W, c.k, c.rounds, h1=h1, states=hs, words=False, **c.semantics)
         pred = torch.bmm(h, nets.U).argmax(-1)
         first, active, adv = _decide(pred, yy, valid, every, m)
         pick = lambda t: t[bi, first]  # noqa: E731
         h_f, y_f, p_f = pick(h), pick(yy), pick(pred)
         if t1:
-            w_f = (h_f != 0).to(torch.uint8)
+            w_f = (fired_mask(h_f, c.k, c.firing) if topk else h_f != 0).to(torch.uint8)
         else:
             st_f = torch.stack([pick(hst) for hst in hs], 1,
                                out=rec.states[step] if keep_states else None)       # [B, T, V]
-            w_f = words_of(st_f)
+            w_f = words_of(st_f, c.k, c.firing)
+            if keep_drive:
+                rec.drive[step] = pick(feats)
         if valued:  # appendix B's chi: h_i where the unit fired, 1 where not
-            g_f = output_gain(h_f, out=rec.gain[step] if rec is not None else None)
+            g_f = output_gain(h_f, out=rec.gain[step] if rec is not None else None,
+                              fired=(w_f & 1).bool() if topk else None)
         else:
             g_f = None
         if any(active.tolist()):
@@ -504,7 +525,8 @@ def train_gd(nets: Networks, x: torch.Tensor, y: torch.Tensor, orders: torch.Ten
     params = [U]
     if which == "output":
         with torch.no_grad():
-            H = torch.cat([run_rounds(project(x[i:i + 2048], nets.A), nets.W, c.k, c.rounds, words=False)[0]
+            H = torch.cat([run_rounds(project(x[i:i + 2048], nets.A), nets.W, c.k, c.rounds, words=False,
+                                      **c.semantics)[0]
                            for i in range(0, x.shape[0], 2048)], dim=1)
     else:
         A_mask = (nets.A != 0).to(nets.A.dtype)
@@ -520,7 +542,8 @@ def train_gd(nets: Networks, x: torch.Tensor, y: torch.Tensor, orders: torch.Ten
             h = H[bi, ex]
         else:
             P = torch.bmm(x[ex], A * A_mask)
-            h, _ = run_rounds(P, None if nets.W is None else W * nets.G, c.k, c.rounds, words=False)
+            h, _ = run_rounds(P, None if nets.W is None else W * nets.G, c.k, c.rounds, words=False,
+                              **c.semantics)
         logits = torch.bmm(h, U)
         loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y[ex].reshape(-1),
                                reduction="sum") / ex.shape[1]

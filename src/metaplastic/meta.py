@@ -41,6 +41,14 @@ penalty.  Three estimators of the gradient share one interface
     firing word, a cap selection or a mistake decision flips; both estimate
     the gradient of the piecewise-smooth loss on the current piece.
 
+    Under the paper's code semantics (:mod:`metaplastic.semantics`) nothing
+    changes but two inputs: the firing words come from the loop under top-k
+    firing, and under ``recurrence="w(h+ax)"`` round t computes
+    ``(h_{t-1} + x @ A) @ W``, so the record keeps each update's input drive and
+    the sweep's VJP uses ``(h_{t-1} + x @ A)^T dz_t``.  A meta-loss on the
+    softmax outputs (``loss_on="softmax"``) changes only ``dL/dW_T, dL/dU_T``.
+    Every estimator supports every option.
+
 ``tape`` -- autograd through every update
     The paper's approach, written here as a plain per-example loop with an
     autograd tape; memory grows with |V|^2 times the sequence length.  Kept
@@ -62,10 +70,13 @@ import torch.nn.functional as F
 from .errors import MetaplasticError
 from .learner import (Scheme, Tables, graph_delta, lookup, one_hot, output_gain, output_selector,
                       train_rules)
-from .network import Networks, project, run_rounds
+from .network import Networks, fired, project, run_rounds
 
 ESTIMATORS = ("replay", "tape", "es")
 LOSSES = ("ce", "mse")
+#: What the meta-loss is applied to: the logits (default) or, as in the paper's
+#: code, the softmax outputs (cross-entropy of the softmax: softmax twice).
+LOSS_ON = ("logits", "softmax")
 
 
 @dataclass
@@ -113,33 +124,40 @@ class MetaBatch:
     y_eval: torch.Tensor  # [B, m]
 
 
-def meta_loss(nets: Networks, W, U, x_eval, y_eval, loss: str = "ce"):
+def meta_loss(nets: Networks, W, U, x_eval, y_eval, loss: str = "ce", on: str = "logits"):
     """Per-network loss ``[B]`` and accuracy ``[B]`` of networks with weights (W, U).
 
     ``ce``: cross-entropy on the logits.  ``mse``: appendix B's mean over
     labels of the squared difference between logits and one-hot labels.
+    ``on="softmax"`` applies either to the softmax outputs instead, as the
+    paper's code does (its network returns softmax outputs and its
+    ``CrossEntropyLoss`` applies a second softmax; the loss then lies in a
+    narrow range and its gradients are flat).
     """
+    if on not in LOSS_ON:
+        raise MetaplasticError(f"meta-loss-on must be one of {LOSS_ON}, got {on!r}")
     c = nets.config
     P = project(x_eval.to(nets.A.dtype), nets.A)
-    h, _ = run_rounds(P, W, c.k, c.rounds, words=False)
+    h, _ = run_rounds(P, W, c.k, c.rounds, words=False, **c.semantics)
     logits = torch.bmm(h, U)
+    out = logits if on == "logits" else torch.softmax(logits, dim=-1)
     if loss == "ce":
-        per = F.cross_entropy(logits.transpose(1, 2), y_eval, reduction="none").mean(1)
+        per = F.cross_entropy(out.transpose(1, 2), y_eval, reduction="none").mean(1)
     elif loss == "mse":
-        target = F.one_hot(y_eval, logits.shape[-1]).to(logits.dtype)
-        per = ((logits - target) ** 2).mean(dim=(1, 2))
+        target = F.one_hot(y_eval, out.shape[-1]).to(out.dtype)
+        per = ((out - target) ** 2).mean(dim=(1, 2))
     else:
         raise MetaplasticError(f"loss must be one of {LOSSES}, got {loss!r}")
     acc = (logits.detach().argmax(-1) == y_eval).double().mean(1)
     return per, acc
 
 
-def _final_grads(nets: Networks, batch: MetaBatch, loss: str):
+def _final_grads(nets: Networks, batch: MetaBatch, loss: str, loss_on: str = "logits"):
     """Loss, accuracy and ``dL/dW_T, dL/dU_T`` of the mean loss over networks."""
     W = None if nets.W is None else nets.W.detach().requires_grad_(True)
     U = nets.U.detach().requires_grad_(True)
     with torch.enable_grad():
-        per, acc = meta_loss(nets, W, U, batch.x_eval, batch.y_eval, loss)
+        per, acc = meta_loss(nets, W, U, batch.x_eval, batch.y_eval, loss, loss_on)
         L = per.mean()
         grads = torch.autograd.grad(L, [U] + ([W] if W is not None else []))
     dU = grads[0]
@@ -267,12 +285,13 @@ def _graph_sweep(nets: Networks, rec, tables: Tables, dW, dlg):
             Ws.neg_().add_(Wc)
         # X_s: the VJP of example s's rounds, with W_s
         hs = rec.states[ids]                                           # [n, B, T, V]
+        P = None if rec.drive is None else rec.drive[ids]              # W(h + Ax): [n, B, V]
         d = dlg[ids]                                                   # [n, B, V]
         Wf = Ws.reshape(n * B, V, V)
         us, vs = [], []
         for t in range(T - 1, 0, -1):
             dz = d * (hs[:, :, t] != 0)
-            us.append(hs[:, :, t - 1])
+            us.append(hs[:, :, t - 1] if P is None else hs[:, :, t - 1] + P)
             vs.append(dz)
             if t > 1:
                 d = torch.bmm(Wf, dz.reshape(n * B, V, 1)).reshape(n, B, V)
@@ -345,8 +364,8 @@ def _graph_sweep_steps(nets: Networks, rec, tables: Tables, dW, dlg, chunk: int 
             d = dlg[s]
             us, vs = [], []
             for t in range(T - 1, 0, -1):        # round t+1 computes h_t from h_{t-1} @ W
-                dz = d * (hs[:, t] != 0)
-                us.append(hs[:, t - 1])
+                dz = d * (hs[:, t] != 0)         # (or from (h_{t-1} + P) @ W: W(h + Ax))
+                us.append(hs[:, t - 1] if rec.drive is None else hs[:, t - 1] + rec.drive[s])
                 vs.append(dz)
                 if t > 1:
                     d = torch.bmm(Wc, dz[..., None])[..., 0]
@@ -363,7 +382,8 @@ def _set_grads(params, grads) -> None:
         p.grad = torch.zeros_like(p) if g is None else g.detach().to(p.dtype)
 
 
-def estimate_replay(rules: RuleSet, batch: MetaBatch, scheme: Scheme, loss: str = "ce", **_):
+def estimate_replay(rules: RuleSet, batch: MetaBatch, scheme: Scheme, loss: str = "ce",
+                    loss_on: str = "logits", **_):
     """Exact tape-free gradient by count replay (module docstring)."""
     out_t, gr_t = rules.tables(grad=True)
     tables = rules.make_tables(out_t.detach(), None if gr_t is None else gr_t.detach())
@@ -372,7 +392,7 @@ def estimate_replay(rules: RuleSet, batch: MetaBatch, scheme: Scheme, loss: str 
              and scheme.output_input == "value")
     _, rec = train_rules(nets, batch.x, batch.y, tables, batch.orders, scheme,
                          record="states" if sweep else True)
-    per, acc, dW, dU = _final_grads(nets, batch, loss)
+    per, acc, dW, dU = _final_grads(nets, batch, loss, loss_on)
     g_out, g_graph = replay_gradients(nets, rec, rules, tables, dW, dU, scheme)
     outs, grads = [], []
     if rules.learn_output:
@@ -401,7 +421,7 @@ def train_with_tape(rules: RuleSet, nets0: Networks, x, y, orders, scheme: Schem
     for t in range(orders.shape[1]):
         ex = orders[:, t]
         P = torch.bmm(x[ex][:, None, :], nets0.A)
-        h, words = run_rounds(P, W, c.k, c.rounds)
+        h, words = run_rounds(P, W, c.k, c.rounds, **c.semantics)
         h, codes = h[:, 0], words[:, 0].long()
         pred = torch.bmm(h[:, None, :].detach(), U.detach())[:, 0].argmax(-1)
         yy = y[ex]
@@ -411,19 +431,20 @@ def train_with_tape(rules: RuleSet, nets0: Networks, x, y, orders, scheme: Schem
             W = W + delta if tab.graph_mode == "additive" else W * torch.exp(delta)
         rows = lookup(tab.output, codes) * (act * tab.output_eta)[:, None, None]
         if scheme.output_input == "value":
-            rows = rows * output_gain(h)[..., None]
+            rows = rows * output_gain(h, fired=fired(h, c))[..., None]
         dU = torch.bmm(rows, output_selector(yy, pred, U.shape[2], scheme.output_rows, U.dtype))
         U = U + dU if tab.output_mode == "additive" else U * torch.exp(dU)
     return W, U
 
 
-def estimate_tape(rules: RuleSet, batch: MetaBatch, scheme: Scheme, loss: str = "ce", **_):
+def estimate_tape(rules: RuleSet, batch: MetaBatch, scheme: Scheme, loss: str = "ce",
+                  loss_on: str = "logits", **_):
     """Gradient by autograd through the updates (the paper's approach; small sizes)."""
     params = rules.parameters()
     with torch.enable_grad():
         out_t, gr_t = rules.tables(grad=True)
         W, U = train_with_tape(rules, batch.nets, batch.x, batch.y, batch.orders, scheme, out_t, gr_t)
-        per, acc = meta_loss(batch.nets, W, U, batch.x_eval, batch.y_eval, loss)
+        per, acc = meta_loss(batch.nets, W, U, batch.x_eval, batch.y_eval, loss, loss_on)
         L = per.mean()
         gs = torch.autograd.grad(L, params, allow_unused=True)
     _set_grads(params, gs)
@@ -442,8 +463,8 @@ def centered_ranks(v: torch.Tensor) -> torch.Tensor:
     return ranks / max(v.numel() - 1, 1) - 0.5
 
 
-def estimate_es(rules: RuleSet, batch: MetaBatch, scheme: Scheme, loss: str = "ce", *,
-                population: int = 8, sigma: float = 0.05, generator: torch.Generator | None = None, **_):
+def estimate_es(rules: RuleSet, batch: MetaBatch, scheme: Scheme, loss: str = "ce",
+                loss_on: str = "logits", *, population: int = 8, sigma: float = 0.05, generator: torch.Generator | None = None, **_):
     """Antithetic ES gradient; the 2P+1 candidates (and the tasks) train as one ensemble."""
     if population < 1 or not sigma > 0:
         raise MetaplasticError("ES needs population >= 1 and sigma > 0")
@@ -467,7 +488,7 @@ def estimate_es(rules: RuleSet, batch: MetaBatch, scheme: Scheme, loss: str = "c
     train_rules(nets, batch.x, batch.y, tables, batch.orders.repeat(C, 1), scheme)
     with torch.no_grad():
         per, acc = meta_loss(nets, nets.W, nets.U, batch.x_eval.repeat(C, 1, 1),
-                             batch.y_eval.repeat(C, 1), loss)
+                             batch.y_eval.repeat(C, 1), loss, loss_on)
     per = per.reshape(C, B).mean(1)
     acc = acc.reshape(C, B).mean(1)
     r = centered_ranks(per[:2 * population])

@@ -31,10 +31,11 @@ from .compiled import resolve_for
 from .errors import MetaplasticError
 from .io import atomic_torch_save, atomic_write_text, resolve_rule, save_ruleset, write_json
 from .learner import Scheme, Tables, data_orders, train_rules
-from .meta import ESTIMATOR_FNS, ESTIMATORS, LOSSES, MetaBatch, RuleSet
+from .meta import ESTIMATOR_FNS, ESTIMATORS, LOSS_ON, LOSSES, MetaBatch, RuleSet
 from .network import NetworkConfig, accuracy, init_networks
 from .rules import MLPRule, TableRule
 from .runner import TaskSpec
+from .semantics import record
 
 CURVE_FIELDS = ("step", "loss", "accuracy", "trainings", "seconds")
 
@@ -63,6 +64,7 @@ class MetaConfig(TaskSpec):
     update_on: str = "misclassified"
     output_rows: str = "true-and-predicted"
     output_input: str = "value"
+    meta_loss_on: str = "logits"     # logits | softmax (the paper's code: CE of the softmax outputs)
     resample_graphs: bool = True
     seed: int = 0
     dtype: str = "float32"
@@ -75,7 +77,8 @@ class MetaConfig(TaskSpec):
         choices = {"learn": ("output", "graph", "both"), "rule_kind": ("table", "mlp"),
                    "output_rule_kind": (None, "table", "mlp"),
                    "mode": ("additive", "multiplicative"), "eval_on": ("batch", "heldout"),
-                   "loss": LOSSES, "estimator": ESTIMATORS, "dtype": ("float32", "float64")}
+                   "loss": LOSSES, "estimator": ESTIMATORS, "dtype": ("float32", "float64"),
+                   "meta_loss_on": LOSS_ON}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise MetaplasticError(f"--{name.replace('_', '-')} must be one of {allowed}, "
@@ -93,6 +96,7 @@ class MetaConfig(TaskSpec):
             raise MetaplasticError("learning a graph rule needs --rounds >= 2 (at T = 1 the graph "
                                    "never influences the output)")
         Scheme(self.update_on, self.output_rows, self.output_input)
+        self.check_semantics()
 
 
 def build_rules(cfg: MetaConfig, dtype) -> RuleSet:
@@ -107,11 +111,12 @@ def build_rules(cfg: MetaConfig, dtype) -> RuleSet:
 
     learn_out = cfg.learn in ("output", "both")
     learn_graph = cfg.learn in ("graph", "both")
-    out = learned("output") if learn_out else resolve_rule(cfg.output_rule, "output", T, cfg.eta, dtype)
+    out = (learned("output") if learn_out
+           else resolve_rule(cfg.output_rule, "output", T, cfg.eta, dtype, record(cfg)))
     if learn_graph:
         graph = learned("graph")
     elif cfg.graph_rule != "none" and T > 1:
-        graph = resolve_rule(cfg.graph_rule, "graph", T, cfg.eta, dtype)
+        graph = resolve_rule(cfg.graph_rule, "graph", T, cfg.eta, dtype, record(cfg))
     else:
         graph = None
     if graph is not None and graph.mode != out.mode:
@@ -183,7 +188,8 @@ def learn_rule(cfg: MetaConfig, out: str | Path, *, run_dir: str | Path | None =
     data = load_dataset(cfg.dataset, n_train=cfg.n_train, n_test=cfg.n_test, seed=cfg.seed,
                         data_dir=cfg.data_dir, n_classes=cfg.n_classes)
     netcfg = NetworkConfig(d=data.dim, n_classes=data.n_classes, vertices=cfg.vertices, cap=cfg.cap,
-                           rounds=cfg.rounds, p=cfg.p, input_weights=cfg.input_weights)
+                           rounds=cfg.rounds, p=cfg.p, input_weights=cfg.input_weights,
+                           recurrence=cfg.recurrence, firing=cfg.firing)
     rules = build_rules(cfg, dtype)
     params = rules.parameters()
     opt = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -194,6 +200,7 @@ def learn_rule(cfg: MetaConfig, out: str | Path, *, run_dir: str | Path | None =
         if not ckpt_path.is_file():
             raise MetaplasticError(f"--resume: no checkpoint at {ckpt_path}")
         ck = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        ck["config"] = {**record({}), **ck["config"]}  # made before the semantics switches: the text's
         if ck["config"] != asdict(cfg):
             diff = [k for k in ck["config"] if ck["config"][k] != asdict(cfg).get(k)]
             raise MetaplasticError(f"--resume: the checkpoint at {ckpt_path} was made with other "
@@ -227,7 +234,8 @@ def learn_rule(cfg: MetaConfig, out: str | Path, *, run_dir: str | Path | None =
             batch = draw_batch(cfg, data, netcfg, step, dtype, mode)
             opt.zero_grad(set_to_none=True)
             stats = estimator(rules, batch, scheme, cfg.loss, population=cfg.es_population,
-                              sigma=cfg.es_sigma, generator=step_generator(cfg.seed, step, 1))
+                              sigma=cfg.es_sigma, generator=step_generator(cfg.seed, step, 1),
+                              loss_on=cfg.meta_loss_on)
             opt.step()
             trainings += stats["trainings"]
             history.append({"step": step + 1, "loss": stats["loss"], "accuracy": stats["accuracy"],
@@ -243,7 +251,7 @@ def learn_rule(cfg: MetaConfig, out: str | Path, *, run_dir: str | Path | None =
     if end < cfg.steps:
         return {"stopped_at": end}
     seconds = time.perf_counter() - t_run
-    meta = {"made_by": "metaplastic learn-rule", "config": asdict(cfg)}
+    meta = {"made_by": "metaplastic learn-rule", "config": asdict(cfg), "semantics": record(cfg)}
     save_ruleset(out, {"output": rules.output, "graph": rules.graph}, meta=meta)
     result = evaluate_rules(cfg, rules, data, netcfg, dtype)
     last = history[-10:]
@@ -255,6 +263,7 @@ def learn_rule(cfg: MetaConfig, out: str | Path, *, run_dir: str | Path | None =
         "steps": cfg.steps, "trainings": trainings, "seconds_this_run": seconds,
         "rule_file": str(out), "run_dir": str(run_dir), "config": asdict(cfg),
         "backend": resolve_for(None, netcfg, cfg.device, dtype),
+        "semantics": record(cfg),
     })
     write_json(run_dir / "results.json", result)
     return result

@@ -20,6 +20,20 @@ word has exactly T bits (first round = most significant bit, see
 :mod:`metaplastic.rules`).  The network returns logits; softmax appears only
 inside losses.
 
+The paper's released code (BrainNetwork/BrainNet) computes differently; two of
+its differences are options of :class:`NetworkConfig` (the text stays the default):
+
+* ``recurrence="w(h+ax)"``: round 1 is ``cap_k(relu(x @ A))`` as in the text,
+  every later round ``cap_k(relu((h + x @ A) @ W))``: the input re-enters only
+  through W (with additive rules W starts at 0, so rounds 2..T output zeros
+  until the rule has grown W).
+* ``firing="top-k"``: a unit fires when it is in the cap's top-k set, even at
+  value 0.  When fewer than k units are positive the set is filled with
+  zero-valued units, lowest index first (the cap's own tie rule; the code
+  leaves this order to ``torch.topk``), so every round fires exactly k units.
+  :func:`fired` is the one place that turns states into firing.  A cap-free
+  network has no top-k set: there it fires where non-zero either way.
+
 Cap ties are broken towards the lower unit index: among entries equal to the
 k-th largest value, the ones with the smallest indices are kept.  This is
 deterministic and independent of the device and of the ``topk`` kernel.
@@ -90,6 +104,11 @@ class NetworkConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    @property
+    def semantics(self) -> dict:
+        """The rounds' semantics as keyword arguments of :func:`run_rounds` / :func:`words_of`."""
+        return {"recurrence": self.recurrence, "firing": self.firing}
 
 
 @dataclass
@@ -203,32 +222,75 @@ def first_round(P: torch.Tensor, k: int) -> torch.Tensor:
     return cap(torch.relu(P), k)
 
 
+def fired_mask(h: torch.Tensor, k: int | None, firing: str = "nonzero") -> torch.Tensor:
+    """Which units fired (bool, same shape) given capped states ``h`` ``[..., V]`` (any
+    number of leading dimensions, e.g. ``[..., T, V]`` for every round).
+
+    ``"nonzero"`` (the paper's text): ``h != 0``.  ``"top-k"`` (the paper's code):
+    membership of the cap's top-k set of ``relu(z)``: the non-zero units plus,
+    when fewer than k are non-zero, the lowest-indexed zero-valued units up to k
+    (all non-positive drives tie at 0 after the ReLU; ties go to the lowest
+    index as in :func:`cap`).  ``k=None`` (no cap): non-zero either way.
+    """
+    nz = h != 0
+    if firing == "nonzero" or k is None:
+        return nz
+    if firing != "top-k":
+        raise MetaplasticError(f"firing must be one of {FIRING}, got {firing!r}")
+    zero = ~nz
+    need = k - nz.sum(-1, keepdim=True)
+    return nz | (zero & (zero.cumsum(-1) <= need))
+
+
+def fired(h: torch.Tensor, config: NetworkConfig) -> torch.Tensor:
+    """:func:`fired_mask` under a network config's notion of firing (``config.firing``, ``config.k``).
+
+    The one function that derives "fired" from states, for firing words,
+    output gains and firing statistics alike.
+    """
+    return fired_mask(h, config.k, config.firing)
+
+
 def run_rounds(P: torch.Tensor, W: torch.Tensor | None, k: int, rounds: int,
-               h1: torch.Tensor | None = None, states: list | None = None, words: bool = True):
+               h1: torch.Tensor | None = None, states: list | None = None, words: bool = True,
+               *, recurrence: str = "wh+ax", firing: str = "nonzero"):
     """T rounds from the input drive ``P`` ``[B, m, V]``.
 
     Returns the final hidden state ``[B, m, V]`` and the firing words
     ``[B, m, V]`` (uint8; None with ``words=False``).  ``h1`` may pass a
     precomputed first round; a list passed as ``states`` receives the hidden
-    state of every round.
+    state of every round.  ``recurrence`` and ``firing`` select the paper's
+    text (default) or its code (module docstring); pass ``**config.semantics``.
     """
+    if recurrence not in RECURRENCE:
+        raise MetaplasticError(f"recurrence must be one of {RECURRENCE}, got {recurrence!r}")
+    if firing not in FIRING:
+        raise MetaplasticError(f"firing must be one of {FIRING}, got {firing!r}")
+    topk = firing != "nonzero" and k is not None
     h = first_round(P, k) if h1 is None else h1
-    code = (h != 0).to(torch.uint8) if words else None
+    if words:
+        code = (fired_mask(h, k, firing) if topk else h != 0).to(torch.uint8)
+    else:
+        code = None
     if states is not None:
         states.append(h)
+    through = recurrence == "w(h+ax)"
     for _ in range(rounds - 1):
-        h = cap(torch.relu(torch.bmm(h, W) + P), k)
+        z = torch.bmm(h + P, W) if through else torch.bmm(h, W) + P
+        h = cap(torch.relu(z), k)
         if words:
-            code = (code << 1) | (h != 0).to(torch.uint8)
+            code = (code << 1) | (fired_mask(h, k, firing) if topk else h != 0).to(torch.uint8)
         if states is not None:
             states.append(h)
     return h, code
 
 
-def words_of(states: torch.Tensor) -> torch.Tensor:
-    """Firing words (uint8, first round = most significant bit) from hidden states ``[..., T, V]``."""
+def words_of(states: torch.Tensor, k: int | None = None, firing: str = "nonzero") -> torch.Tensor:
+    """Firing words (uint8, first round = most significant bit) from hidden states ``[..., T, V]``
+    (``firing="top-k"`` needs the cap's ``k``; see :func:`fired_mask`)."""
     weights = _bit_weights(states.shape[-2], states.device)
-    return ((states != 0).to(torch.uint8) * weights).sum(-2, dtype=torch.uint8)
+    bits = fired_mask(states, k, firing) if firing != "nonzero" else states != 0
+    return (bits.to(torch.uint8) * weights).sum(-2, dtype=torch.uint8)
 
 
 @lru_cache(maxsize=None)
@@ -240,8 +302,25 @@ def _bit_weights(T: int, device) -> torch.Tensor:
 def forward(nets: Networks, x: torch.Tensor):
     """Logits ``[B, m, l]`` and firing words ``[B, m, V]`` for inputs x."""
     c = nets.config
-    h, words = run_rounds(project(x.to(nets.A.dtype), nets.A), nets.W, c.k, c.rounds)
+    h, words = run_rounds(project(x.to(nets.A.dtype), nets.A), nets.W, c.k, c.rounds, **c.semantics)
     return torch.bmm(h, nets.U), words
+
+
+@torch.no_grad()
+def firing_fractions(nets: Networks, x: torch.Tensor, batch_size: int = 2048,
+                     firing: str | None = None) -> torch.Tensor:
+    """``[B, T]``: the fraction of units firing in each round, over the inputs x, under the
+    config's notion of firing (:func:`fired`; under top-k firing every round fires k/|V|),
+    or under ``firing`` (``"nonzero"``: the units active, whatever the config's notion)."""
+    c = nets.config
+    firing = c.firing if firing is None else firing
+    total = torch.zeros(nets.batch, c.rounds, dtype=torch.float64, device=nets.A.device)
+    for i in range(0, x.shape[0], batch_size):
+        P = project(x[i:i + batch_size].to(nets.A.dtype), nets.A)
+        _, words = run_rounds(P, nets.W, c.k, c.rounds, recurrence=c.recurrence, firing=firing)
+        for t in range(c.rounds):
+            total[:, t] += ((words >> (c.rounds - 1 - t)) & 1).sum((1, 2), dtype=torch.float64)
+    return total / max(x.shape[0] * c.vertices, 1)
 
 
 @torch.no_grad()
@@ -284,7 +363,7 @@ class SimpleRNN(nn.Module):
     def _rounds(self, x: torch.Tensor):
         c = self.config
         P = (x.to(self.A.dtype) @ self.A)[None]
-        return run_rounds(P, None if self.W is None else self.W[None], c.k, c.rounds)
+        return run_rounds(P, None if self.W is None else self.W[None], c.k, c.rounds, **c.semantics)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, _ = self._rounds(x)

@@ -34,7 +34,7 @@ def hidden_states(nets: Networks, x: torch.Tensor, b: int = 0, block: int = 2000
     out = []
     for i in range(0, x.shape[0], block):
         P = project(x[i:i + block].to(one.A.dtype), one.A)
-        h, _ = run_rounds(P, one.W, c.k, c.rounds, words=False)
+        h, _ = run_rounds(P, one.W, c.k, c.rounds, words=False, **c.semantics)
         out.append(h[0])
     return torch.cat(out)
 

@@ -286,12 +286,12 @@ def round_activity(model, x, n: int = 500) -> dict | None:
     cfg = getattr(model, "config", None)
     if cfg is None or getattr(cfg, "rounds", 1) < 2 or not hasattr(model, "W"):
         return None
-    from .network import run_rounds
+    from .network import fired, run_rounds
     states = []
     with torch.no_grad():
         P = (x[:n].to(model.A.dtype) @ model.A)[None]
-        run_rounds(P, model.W[None], cfg.k, cfg.rounds, states=states)
-    return {"firing": [float((h > 0).float().mean()) for h in states],
+        run_rounds(P, model.W[None], cfg.k, cfg.rounds, states=states, **cfg.semantics)
+    return {"firing": [float(fired(h, cfg).float().mean()) for h in states],
             "last_equals_first": float((states[-1] == states[0]).all(-1).float().mean()),
             "n": int(min(n, x.shape[0]))}
 

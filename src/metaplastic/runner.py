@@ -19,6 +19,7 @@ from .errors import MetaplasticError
 from .io import atomic_torch_save, resolve_rule, write_json
 from .learner import Scheme, Tables, data_orders, train_gd, train_rules
 from .network import NetworkConfig, Networks, accuracy, init_networks
+from .semantics import record
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 GD_CHOICES = ("none", "output", "all")
@@ -37,6 +38,16 @@ class TaskSpec:
     p: float = 0.5
     input_weights: str = "normal"
     n_classes: int | None = None  # stated l (--n-classes): labels must be 0..l-1; None: inferred
+    recurrence: str = "wh+ax"   # the paper's text; "w(h+ax)": its code (metaplastic.semantics)
+    firing: str = "nonzero"     # the paper's text; "top-k": its code
+
+    def check_semantics(self) -> None:
+        """The network semantics are valid (before any data is loaded)."""
+        from .network import FIRING, RECURRENCE
+        if self.recurrence not in RECURRENCE:
+            raise MetaplasticError(f"--recurrence must be one of {RECURRENCE}, got {self.recurrence!r}")
+        if self.firing not in FIRING:
+            raise MetaplasticError(f"--firing must be one of {FIRING}, got {self.firing!r}")
 
 
 @dataclass
@@ -71,6 +82,7 @@ class TrainJob(TaskSpec):
         if not isinstance(self.gd_lr, (int, float)) or not self.gd_lr > 0:
             raise MetaplasticError(f"GD learning rate must be positive, got {self.gd_lr!r}")
         Scheme(self.update_on, self.output_rows, self.output_input)
+        self.check_semantics()
 
 
 def resolve_device(name: str) -> torch.device:
@@ -107,19 +119,21 @@ def run_train(job: TrainJob, *, progress: bool = True, out: str | Path | None = 
     data = load_dataset(job.dataset, n_train=job.n_train, n_test=job.n_test, seed=job.seed,
                         data_dir=job.data_dir, n_classes=job.n_classes)
     cfg = NetworkConfig(d=data.dim, n_classes=data.n_classes, vertices=job.vertices, cap=job.cap,
-                        rounds=job.rounds, p=job.p, input_weights=job.input_weights)
+                        rounds=job.rounds, p=job.p, input_weights=job.input_weights,
+                        recurrence=job.recurrence, firing=job.firing)
+    semantics = record(job)
     seeds = [job.seed + b for b in range(job.ensemble)]
     scheme = Scheme(job.update_on, job.output_rows, job.output_input)
     out_rule = graph_rule = None
     mode = "additive"
     if job.gd == "none":
-        out_rule = resolve_rule(job.output_rule, "output", job.rounds, job.eta, dtype)
+        out_rule = resolve_rule(job.output_rule, "output", job.rounds, job.eta, dtype, semantics)
         mode = out_rule.mode
         if job.graph_rule != "none":
             if job.rounds == 1:
                 raise MetaplasticError("a graph rule needs --rounds >= 2: at T = 1 the graph "
                                        "never influences the output")
-            graph_rule = resolve_rule(job.graph_rule, "graph", job.rounds, job.eta, dtype)
+            graph_rule = resolve_rule(job.graph_rule, "graph", job.rounds, job.eta, dtype, semantics)
             if graph_rule.mode != mode:
                 raise MetaplasticError("the graph and output rules must both be additive or both "
                                        "multiplicative (weights start at 0 or at 1 for both)")
@@ -162,6 +176,7 @@ def run_train(job: TrainJob, *, progress: bool = True, out: str | Path | None = 
                     "dim": data.dim, "n_classes": data.n_classes},
         "config": asdict(job),
         "network": cfg.to_dict(),
+        "semantics": {k: v for k, v in semantics.items() if k != "meta_loss_on"},
         "seeds": seeds,
         "backend": backend,
     }

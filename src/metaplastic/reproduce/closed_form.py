@@ -50,7 +50,7 @@ def hidden_states(nets, x: torch.Tensor, b: int, block: int = 2048) -> torch.Ten
     one = nets.member(b)
     c = nets.config
     x = x.to(one.A.dtype)
-    return torch.cat([run_rounds(project(x[i:i + block], one.A), one.W, c.cap, c.rounds)[0][0]
+    return torch.cat([run_rounds(project(x[i:i + block], one.A), one.W, c.cap, c.rounds, **c.semantics)[0][0]
                       for i in range(0, x.shape[0], block)])
 
 

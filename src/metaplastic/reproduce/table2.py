@@ -4,6 +4,12 @@ Rows (Table 2): T=3 with learned rules (the A.3 graph rule learned at |V|=200,
 k=100 on MNIST, with the perceptron output rule; rules/), T=1* (input weights
 all one, perceptron), T=1 (perceptron).  Mean and standard deviation over 5
 seeds (network and data order), trained on 10,000 random training images.
+
+``semantics`` (``reproduce table2-accuracy --paper-code``): the T=3, T=1* and
+T=1 rows again under the paper's code (metaplastic.semantics), named
+``"T=3 [paper-code]"`` and so on, the T=3 row with the graph rule learned under
+it (``rules/relu1-mlp-T3-paper-code.json``: the A.3 rule was learned under the
+text); a run into a folder that holds the other semantics' rows keeps them.
 """
 
 from __future__ import annotations
@@ -27,7 +33,14 @@ PAPER = {("T=3", "mnist"): 0.87, ("T=3", "fashion-mnist"): 0.77, ("T=1*", "mnist
          ("T=1*", "fashion-mnist"): 0.81, ("T=1", "mnist"): 0.85, ("T=1", "fashion-mnist"): 0.70}
 
 
-def models(quick: bool):
+def models(quick: bool, tag: str = "text"):
+    if tag != "text":  # the code's rows: its output form throughout, the graph rule learned under it
+        graph = load_shipped("relu1-mlp-T3-paper-code", kind="graph") if tag == "paper-code" else None
+        source = "rules/relu1-mlp-T3-paper-code.json" if graph is not None else "none"
+        return {f"T=3 [{tag}]": {"rounds": 3, "input_weights": "normal", "graph_source": source,
+                                 "graph": None if graph is None else graph.table().detach()},
+                f"T=1* [{tag}]": {"rounds": 1, "input_weights": "ones", "graph": None},
+                f"T=1 [{tag}]": {"rounds": 1, "input_weights": "normal", "graph": None}}
     graph = load_shipped("mnist-mlp-graph-T3-V200", kind="graph")
     source = "rules/mnist-mlp-graph-T3-V200.json"
     if graph is None:
@@ -59,22 +72,56 @@ def firing_per_round(nets, x) -> list[float]:
     A diagnostic: an all-negative learned graph rule can silence round 2
     entirely, and then round 3 repeats round 1 (the T=3 network acts as T=1).
     """
-    from ..network import forward
-    from ..rules import word_bits
-    _, words = forward(nets, x)
-    return word_bits(words, nets.config.rounds).double().mean(dim=(0, 1, 2)).tolist()
+    from ..network import firing_fractions
+    # units active (non-zero) in each round, whatever the semantics' notion of firing
+    # (under the code's top-k firing every round fires k units, active or not)
+    return firing_fractions(nets, x, firing="nonzero").mean(0).tolist()
 
 
-def run(out: Path, quick: bool = False) -> dict:
+def _base(name: str) -> str:
+    """The paper's row name of one of our rows ("T=3 [paper-code]" -> "T=3")."""
+    return name.split(" [")[0]
+
+
+def _tag(name: str) -> str:
+    return name.split(" [")[1].rstrip("]") if " [" in name else "text"
+
+
+def _kept_rows(path: Path, cfg: dict, tag: str) -> dict:
+    """The other semantics' cells of an earlier results.json with the same configuration."""
+    import json
+    if not path.is_file():
+        return {}
+    try:
+        old = json.loads(path.read_text())
+    except ValueError:
+        return {}
+    if old.get("config") != json.loads(json.dumps(cfg)):
+        return {}
+    return {"cells": {k: c for k, c in old.get("cells", {}).items() if _tag(k.split("|")[0]) != tag},
+            "graph_rule_source": old.get("graph_rule_source"), "semantics": old.get("semantics", {})}
+
+
+def run(out: Path, quick: bool = False, semantics: dict | None = None) -> dict:
+    from ..semantics import name_of, record
     t_start = time.perf_counter()
+    sem = record(semantics or {})
+    tag = name_of(sem)
     cfg = dict(datasets=["mnist", "fashion-mnist"], n_train=10000, n_test=10000, vertices=1000, cap=500,
                epochs=2, seeds=[0, 1, 2, 3, 4])
     if quick:
         cfg.update(datasets=["halfspace"], n_train=400, n_test=200, vertices=40, cap=20, epochs=1, seeds=[0, 1])
     results = {"config": cfg, "cells": {}, "skipped": {}}
     rows = []
-    ms = models(quick)
-    results["graph_rule_source"] = ms["T=3"].get("graph_source")
+    ms = models(quick, tag)
+    t3 = next(n for n in ms if _base(n) == "T=3")
+    kept = _kept_rows(out / "results.json", cfg, tag) or {"cells": {}, "semantics": {}}
+    results["graph_rule_source"] = ms[t3].get("graph_source") if tag == "text" else kept.get("graph_rule_source")
+    sems = {t: v for t, v in kept["semantics"].items() if t != tag}
+    if tag != "text":
+        sems[tag] = {**sem, "graph_rule_source": ms[t3].get("graph_source")}
+    if sems:
+        results["semantics"] = sems
     for ds in cfg["datasets"]:
         try:
             data = load_dataset(ds, n_train=cfg["n_train"], n_test=cfg["n_test"], seed=0)
@@ -84,11 +131,12 @@ def run(out: Path, quick: bool = False) -> dict:
         for name, m in ms.items():
             t0 = time.perf_counter()
             netcfg = NetworkConfig(d=data.dim, n_classes=data.n_classes, vertices=cfg["vertices"],
-                                   cap=cfg["cap"], rounds=m["rounds"], input_weights=m["input_weights"])
+                                   cap=cfg["cap"], rounds=m["rounds"], input_weights=m["input_weights"],
+                                   recurrence=sem["recurrence"], firing=sem["firing"])
             nets = init_networks(netcfg, cfg["seeds"])
             tables = Tables(output=perceptron_table(m["rounds"]), graph=m["graph"])
             n = data.x_train.shape[0]
-            form = m.get("output_input", "value")
+            form = m.get("output_input", sem["output_input"])
             train_rules(nets, data.x_train, data.y_train, tables, data_orders(n, cfg["epochs"], cfg["seeds"]),
                         Scheme(output_input=form))
             tr = accuracy(nets, data.x_train, data.y_train).tolist()
@@ -99,7 +147,7 @@ def run(out: Path, quick: bool = False) -> dict:
                 hidden_states(nets, data.x_train), data.y_train, hidden_states(nets, data.x_test), data.y_test,
                 max_iter=50 if quick else 300)
             cell = {"train": summarize(tr), "test": summarize(te), "seconds": time.perf_counter() - t0,
-                    "paper": PAPER.get((name, ds)),
+                    "paper": PAPER.get((_base(name), ds)),
                     "firing_per_round": firing_per_round(nets, data.x_test[:1000]),
                     "readout_ceiling": ceiling,
                     "drive_correlation": drive_correlation(nets, data.x_train[:2000])}
@@ -109,6 +157,16 @@ def run(out: Path, quick: bool = False) -> dict:
                          "train_mean": cell["train"]["mean"], "paper": cell["paper"], "per_seed_test": te,
                          "seconds": cell["seconds"],
                          "readout_ceiling_seed0": None if ceiling is None else ceiling["test"]})
+    for key, cell in kept["cells"].items():
+        results["cells"][key] = cell
+        name, ds = key.split("|")
+        rows.append({"model": name, "dataset": ds, "test_mean": cell["test"]["mean"],
+                     "test_std": cell["test"]["std"], "test_ci95": cell["test"]["ci95"],
+                     "train_mean": cell["train"]["mean"], "paper": cell["paper"],
+                     "per_seed_test": cell["test"]["values"], "seconds": cell["seconds"]})
+    # the text's rows first, then each other semantics' (whichever ran first)
+    results["cells"] = dict(sorted(results["cells"].items(), key=lambda kv: _tag(kv[0].split("|")[0]) != "text"))
+    rows.sort(key=lambda r: _tag(r["model"]) != "text")
     results["seconds"] = time.perf_counter() - t_start
     return finish(out, "table2-accuracy", cfg, results, rows, plot, report)
 
@@ -149,13 +207,18 @@ def report(results: dict) -> str:
         paper = f"{c['paper']:.2f}" if c["paper"] is not None else "-"
         fire = ", ".join(f"{f:.2f}" for f in c.get("firing_per_round", []))
         ceil = c.get("readout_ceiling")
-        ceil_s = f"{ceil['test']:.3f}" if ceil else "as above"
+        ceil_s = f"{ceil['test']:.3f}" if ceil else ("as above" if "(bit form)" in name else "-")
         rows.append([name, ds, fmt_pm(c["test"]), f"± {c['test']['ci95']:.3f}", paper, ceil_s,
                      f"{c['train']['mean']:.3f}", fire, f"{c['seconds']:.0f} s"])
     skipped = "".join(f"\n\nSkipped {d}: {why}" for d, why in results["skipped"].items())
     return ("## Table 2: accuracy (|V|=1000, k=500, 2 epochs, 10,000 training images)\n\n"
             f"Mean ± sd over {len(cfg['seeds'])} seeds; 95% interval half-width; the paper's number. "
-            f"T=3 uses the perceptron output rule and the graph rule from {results.get('graph_rule_source')}.\n\n"
+            f"T=3 uses the perceptron output rule and the graph rule from {results.get('graph_rule_source')}."
+            + "".join(f" Rows marked [{t}] run under the paper's code semantics ("
+                      + ", ".join(f"{k} {v}" for k, v in d.items() if k != "graph_rule_source")
+                      + f"; metaplastic.semantics), T=3 with the graph rule from {d.get('graph_rule_source')}."
+                      for t, d in results.get("semantics", {}).items())
+            + "\n\n"
             + md_table(["model", "dataset", "test (ours)", "95% CI", "paper", "best readout (seed 0)",
                         "train (ours)", "fraction firing per round", "time"], rows)
             + "\n\nThe last column is a diagnostic: where round 2 fires 0.00, the learned (all-negative) "
