@@ -215,7 +215,7 @@ def learn_rule(cfg: MetaConfig, out: str | Path, *, run_dir: str | Path | None =
 
     estimator = ESTIMATOR_FNS[cfg.estimator]
     mode = rules.output.mode
-    bar_update, bar_close = make_progress(cfg.steps - start, "learn-rule", progress)
+    bar_update, bar_close = make_progress(cfg.steps - start, "learn-rule", progress, unit="step")
     bar = getattr(bar_update, "__self__", None)
     t_run = time.perf_counter()
     trainings = history[-1]["trainings"] if history else 0
@@ -232,7 +232,7 @@ def learn_rule(cfg: MetaConfig, out: str | Path, *, run_dir: str | Path | None =
             history.append({"step": step + 1, "loss": stats["loss"], "accuracy": stats["accuracy"],
                             "trainings": trainings, "seconds": time.perf_counter() - t0})
             if bar is not None:
-                bar.set_postfix(loss=f"{stats['loss']:.4f}", acc=f"{stats['accuracy']:.3f}", refresh=False)
+                bar.set_postfix(loss=f"{stats['loss']:.4f}", acc=f"{stats['accuracy']:.3f}")
             if bar_update is not None:
                 bar_update(1)
             if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == end:

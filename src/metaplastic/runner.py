@@ -7,7 +7,6 @@ ensemble is exactly the single run with ``--seed seed+b`` on the same data.
 
 from __future__ import annotations
 
-import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -82,13 +81,12 @@ def resolve_device(name: str) -> torch.device:
     return dev
 
 
-def make_progress(total: int, desc: str, enabled: bool):
-    """A tqdm bar on stderr that appears only for work longer than ~2 s."""
+def make_progress(total: int, desc: str, enabled: bool, unit: str = "ex"):
+    """Progress on stderr (:class:`metaplastic.progress.Progress`): ``(update, close)``."""
     if not enabled:
         return None, lambda: None
-    from tqdm import tqdm
-    bar = tqdm(total=total, desc=desc, unit="ex", unit_scale=True, file=sys.stderr,
-               delay=2.0, mininterval=0.5, leave=False)
+    from .progress import Progress
+    bar = Progress(total, desc, unit=unit)
     return bar.update, bar.close
 
 
