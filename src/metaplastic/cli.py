@@ -372,6 +372,12 @@ def cmd_attack(args) -> int:
         cfg_p = d / "config.json"
         cfg = json.loads(cfg_p.read_text()) if cfg_p.is_file() else {}
         return model, cfg
+    from .memory import attack_estimate, check, saved_networks
+    info, src = saved_networks(args.model), saved_networks(args.source) if args.source else None
+    if info is not None:
+        check(attack_estimate(model_bytes=info["bytes"], members=info["members"], V=info["V"],
+                              T=info["T"], E=info["E"], source_bytes=src["bytes"] if src else 0,
+                              n_images=args.n_images), "use fewer --n-images or a machine with more memory")
     model, cfg = load(args.model)
     source = load(args.source)[0] if args.source else None
     if args.attack == "transfer" and source is None:

@@ -183,6 +183,13 @@ def learn_rule(cfg: MetaConfig, out: str | Path, *, run_dir: str | Path | None =
                         data_dir=cfg.data_dir)
     netcfg = NetworkConfig(d=data.dim, n_classes=data.n_classes, vertices=cfg.vertices, cap=cfg.cap,
                            rounds=cfg.rounds, p=cfg.p, input_weights=cfg.input_weights)
+    from .memory import check, learn_rule_estimate
+    check(learn_rule_estimate(tasks=cfg.tasks_per_step, V=cfg.vertices, d=data.dim, l=data.n_classes,
+                              T=cfg.rounds, batch=cfg.batch, n_train=data.x_train.shape[0],
+                              n_test=data.x_test.shape[0], E=dtype.itemsize, estimator=cfg.estimator,
+                              graph=cfg.learn != "output" or cfg.graph_rule != "none",
+                              es_population=cfg.es_population, final_networks=cfg.final_networks),
+          "use fewer --vertices, --tasks-per-step or --batch")
     rules = build_rules(cfg, dtype)
     params = rules.parameters()
     opt = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)

@@ -118,6 +118,11 @@ def run_train(job: TrainJob, *, progress: bool = True, out: str | Path | None = 
             if graph_rule.mode != mode:
                 raise MetaplasticError("the graph and output rules must both be additive or both "
                                        "multiplicative (weights start at 0 or at 1 for both)")
+    from .memory import check, train_estimate
+    check(train_estimate(B=job.ensemble, V=job.vertices, d=data.dim, l=data.n_classes, T=job.rounds,
+                         n_train=data.x_train.shape[0], n_test=data.x_test.shape[0],
+                         E=dtype.itemsize, graph_rule=graph_rule is not None, gd=job.gd),
+          "use fewer --vertices or a smaller --ensemble", device=str(dev))
     nets = init_networks(cfg, seeds, mode=mode, dtype=dtype, device=dev)
     n = data.x_train.shape[0]
     orders = data_orders(n, job.epochs, seeds)
