@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from conftest import halfspace
+from conftest import assert_close, halfspace
 from metaplastic.learner import Scheme, Tables, data_orders, train_gd, train_rules
 from metaplastic.network import NetworkConfig, accuracy, cap, init_networks
 from metaplastic.rules import hebb_rule, perceptron_rule, winnow_rule
@@ -23,8 +23,12 @@ def reference_fired(z, h, k, firing):
 
 def reference_train(nets, x, y, tables, orders, scheme):
     """Plain per-example loop written from the paper's text (and, where the config
-    says so, its code's recurrence and firing), one network at a time."""
+    says so, its code's recurrence and firing), one network at a time.
+
+    Returns each network's updates: the list of (example index, prediction) pairs.
+    """
     c = nets.config
+    updates = [[] for _ in range(nets.batch)]
     for b in range(nets.batch):
         A, U = nets.A[b], nets.U[b]
         W = None if nets.W is None else nets.W[b]
@@ -46,6 +50,7 @@ def reference_train(nets, x, y, tables, orders, scheme):
             pred = int((h @ U).argmax())
             if scheme.update_on == "misclassified" and pred == int(y[t]):
                 continue
+            updates[b].append((t, pred))
             if tables.graph is not None and W is not None:
                 d = tables.graph_eta * tables.graph[code][:, code]
                 if tables.graph_mode == "additive":
@@ -66,6 +71,13 @@ def reference_train(nets, x, y, tables, orders, scheme):
                 U += delta
             else:
                 U *= torch.exp(delta)
+    return updates
+
+
+def updates_of(rec, b):
+    """Network b's updates in a train_rules record: (example index, prediction) pairs."""
+    steps = rec.active[:, b].nonzero()[:, 0]
+    return list(zip(rec.index[steps, b].tolist(), rec.pred[steps, b].tolist()))
 
 
 def _setup(rounds, mode="additive", n=300, V=40, B=2, classes=2, seed=0, recurrence="wh+ax",
@@ -123,33 +135,84 @@ def test_fast_loop_equals_reference(case):
     x, y, nets, tables, orders = _setup(**case)
     ref = nets.clone()
     mistakes, rec = train_rules(nets, x, y, tables, orders, scheme, record=True)
-    reference_train(ref, x, y, tables, orders, scheme)
+    updates = reference_train(ref, x, y, tables, orders, scheme)
+    # the same decisions (float64: no decision lies within rounding of a tie), values to rounding
+    for b in range(nets.batch):
+        assert updates_of(rec, b) == updates[b]
+    if scheme.update_on == "misclassified":
+        assert mistakes.tolist() == [len(u) for u in updates]
     c = nets.config
     if c.firing == "top-k":
         bits = torch.stack([(rec.words >> (c.rounds - 1 - r)) & 1 for r in range(c.rounds)])
         assert (bits.long().sum(-1) == c.cap).all()  # every round fires exactly k units
         if rec.gain is not None:  # the option is exercised: zero-valued units fired (gain h_i = 0)
             assert (rec.gain == 0).any()
-    assert torch.allclose(nets.U, ref.U, rtol=1e-12, atol=1e-12)
+    assert_close(nets.U, ref.U)
     if nets.W is not None:
-        assert torch.allclose(nets.W, ref.W, rtol=1e-12, atol=1e-12)
+        assert_close(nets.W, ref.W)
     assert torch.isfinite(nets.U).all()
     assert not torch.equal(nets.U, torch.full_like(nets.U, float(nets.U[0, 0, 0])))
 
 
 @pytest.mark.parametrize("rounds", [1, 3])
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_ensemble_equals_separate_runs_bit_for_bit(rounds, dtype):
+def test_ensemble_members_make_the_decisions_of_separate_runs(rounds):
+    """Member b of an ensemble updates on the same examples with the same predictions as a
+    single run with its seed; its weights agree to rounding (the batched products of an
+    ensemble need not round like one network's, tests/conftest.py).  float64: continuous
+    random inputs, no decision within rounding of a tie."""
+    dtype = torch.float64
     x, y = halfspace(600, seed=1, dtype=dtype)
     cfg = NetworkConfig(d=10, n_classes=2, vertices=60, cap=30, rounds=rounds)
     seeds = [5, 6, 7]
     tables = Tables(output=perceptron_rule(rounds, dtype=dtype).table().detach(),
                     graph=hebb_rule(rounds, dtype=dtype).table().detach() * 0.1 - 0.05 if rounds > 1 else None)
     ens = init_networks(cfg, seeds, dtype=dtype)
-    train_rules(ens, x, y, tables, data_orders(600, 2, seeds))
+    ens_mistakes, ens_rec = train_rules(ens, x, y, tables, data_orders(600, 2, seeds), record=True)
     for b, s in enumerate(seeds):
         one = init_networks(cfg, [s], dtype=dtype)
-        train_rules(one, x, y, tables, data_orders(600, 2, [s]))
+        mistakes, rec = train_rules(one, x, y, tables, data_orders(600, 2, [s]), record=True)
+        assert updates_of(rec, 0) == updates_of(ens_rec, b)
+        assert int(mistakes[0]) == int(ens_mistakes[b]) > 20
+        assert_close(ens.U[b], one.U[0])
+        if rounds > 1:
+            assert_close(ens.W[b], one.W[0])
+
+
+@pytest.mark.parametrize("rounds", [1, 3])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_ensemble_equals_separate_runs_bit_for_bit_when_arithmetic_is_exact(rounds, dtype):
+    """With small-integer inputs, 0/1 input weights and step sizes that are powers of two,
+    every sum the loop forms is exact in float32 (checked below against float64), so no
+    kernel can round differently: here an ensemble equals separate runs bit for bit on any
+    machine, in float32 too, whose long speculative chunks (MAX_CHUNK) this exercises."""
+    g = torch.Generator().manual_seed(2)
+    n = 300
+    x = torch.randint(-1, 2, (n, 10), generator=g).to(dtype)
+    y = (x @ torch.randn(10, generator=g, dtype=torch.float64).to(dtype) > 0).long()
+    cfg = NetworkConfig(d=10, n_classes=2, vertices=40, cap=20, rounds=rounds, input_weights="ones")
+    seeds = [5, 6, 7]
+    graph = None
+    if rounds > 1:  # entries in {-1, 0, 1}
+        graph = torch.randint(-1, 2, (2**rounds, 2**rounds), generator=g).to(dtype)
+    tables = Tables(output=perceptron_rule(rounds, dtype=dtype).table().detach(), output_eta=2.0**-4,
+                    graph=graph, graph_eta=2.0**-6)
+
+    def run(seeds, dt):
+        nets = init_networks(cfg, seeds, dtype=dt)
+        t = Tables(tables.output.to(dt), "additive", tables.output_eta,
+                   None if graph is None else graph.to(dt), "additive", tables.graph_eta)
+        mistakes, _ = train_rules(nets, x.to(dt), y, t, data_orders(n, 1, seeds))
+        return nets, mistakes
+
+    ens, ens_mistakes = run(seeds, dtype)
+    exact, _ = run(seeds, torch.float64)
+    assert torch.equal(ens.U.double(), exact.U)  # no rounding happened in this dtype
+    if rounds > 1:
+        assert torch.equal(ens.W.double(), exact.W) and ens.W.abs().max() > 0
+    assert (ens_mistakes > 10).all()
+    for b, s in enumerate(seeds):
+        one, mistakes = run([s], dtype)
+        assert int(mistakes[0]) == int(ens_mistakes[b])
         assert torch.equal(one.U[0], ens.U[b])
         if rounds > 1:
             assert torch.equal(one.W[0], ens.W[b])

@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from conftest import assert_close
 from metaplastic.errors import MetaplasticError
 from metaplastic.network import (NetworkConfig, Networks, SimpleRNN, cap, forward,
                                  init_networks, run_rounds)
@@ -214,8 +215,12 @@ def test_simple_rnn_module_equals_forward(rounds):
         m = SimpleRNN(nets, b)
         out = m(x)
         assert out.shape == (25, 3)
-        assert torch.equal(out, logits[b])
+        # one network's products vs the ensemble's batched ones: the same decisions
+        # (firing words, predictions), values to rounding (tests/conftest.py)
         assert torch.equal(m.firing_words(x), words[b])
+        assert torch.equal(out.argmax(-1), logits[b].argmax(-1))
+        assert_close(out, logits[b])
+        assert torch.equal(m(x), out)  # the same call twice: bit for bit
     assert SimpleRNN(nets)(x[:1]).shape == (1, 3)
 
 

@@ -102,7 +102,7 @@ def add_data_args(p: argparse.ArgumentParser, dataset="halfspace") -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = _Parser(prog="metaplastic", description=__doc__.split("\n\n")[0])
+    ap = _Parser(prog="metaplastic", description=__doc__.split("\n\n")[0].replace("``", ""))
     from . import __version__
     ap.add_argument("--version", action="version", version=f"metaplastic {__version__}")
     sub = ap.add_subparsers(dest="command", metavar="COMMAND")
@@ -258,6 +258,23 @@ def _check_out_dir(out) -> None:
         raise MetaplasticError(f"--out {out}: no permission to write in {parent}")
 
 
+def _check_out_file(out) -> None:
+    """Fail before the work, not after it, when the file ``--out`` cannot be written."""
+    import os
+    from pathlib import Path
+    path = Path(out).expanduser()
+    if path.is_dir():
+        raise MetaplasticError(f"--out {out}: is a folder; --out names the rule file to write "
+                               f"(e.g. {path / 'learned-rule.json'})")
+    parent = path.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise MetaplasticError(f"--out {out}: {parent} is not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise MetaplasticError(f"--out {out}: no permission to write in {parent}")
+
+
 def _finite_json(obj):
     """Non-finite floats as null, so ``--json`` output is strict JSON."""
     if isinstance(obj, float):
@@ -308,6 +325,14 @@ def cmd_learn_rule(args) -> int:
     resolve_device(args.device)
     if args.device != "cpu":
         raise MetaplasticError("learn-rule runs on the CPU for now (--device cpu)")
+    from .metatrain import default_run_dir
+    _check_out_file(args.out)
+    run_dir = args.run_dir or default_run_dir(args.out)
+    try:
+        _check_out_dir(run_dir)
+    except MetaplasticError as e:  # name the flag that chose the run folder
+        flag = f"--run-dir {run_dir}" if args.run_dir else f"run folder {run_dir} (from --out; --run-dir sets another)"
+        raise MetaplasticError(str(e).replace(f"--out {run_dir}", flag)) from None
     if args.backend is not None:
         from .compiled import set_default_backend
         set_default_backend(args.backend)
@@ -340,6 +365,16 @@ def cmd_learn_rule(args) -> int:
     return 0
 
 
+def _check_matplotlib() -> None:
+    """Every section draws figures: say how to get matplotlib before any work, not after."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise MetaplasticError("reproduce draws its figures with matplotlib, which is not installed: "
+                               "pip install 'matplotlib>=3.7' (or reinstall metaplastic, which "
+                               "depends on it)") from None
+
+
 def cmd_reproduce(args) -> int:
     import time
     from pathlib import Path
@@ -353,6 +388,7 @@ def cmd_reproduce(args) -> int:
     out = Path(args.out) if args.out else Path("runs") / f"reproduce-{args.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     if (args.jobs or args.resume) and args.name != "all":
         raise MetaplasticError("--jobs and --resume apply to 'reproduce all' only")
+    _check_matplotlib()
     if args.backend is not None:  # the sections (and the worker processes of 'all') inherit it
         from .compiled import set_default_backend
         set_default_backend(args.backend)
@@ -444,6 +480,12 @@ def cmd_attack(args) -> int:
         cfg_p = d / "config.json"
         cfg = json.loads(cfg_p.read_text()) if cfg_p.is_file() else {}
         return model, cfg
+    from .memory import attack_estimate, check, saved_networks
+    info, src = saved_networks(args.model), saved_networks(args.source) if args.source else None
+    if info is not None:
+        check(attack_estimate(model_bytes=info["bytes"], members=info["members"], V=info["V"],
+                              T=info["T"], E=info["E"], source_bytes=src["bytes"] if src else 0,
+                              n_images=args.n_images), "use fewer --n-images or a machine with more memory")
     model, cfg = load(args.model)
     mc = getattr(model, "config", None)
     have = {"recurrence": getattr(mc, "recurrence", "wh+ax"), "firing": getattr(mc, "firing", "nonzero")}

@@ -32,14 +32,21 @@ How it is fast while staying exact
     at T = 1 the whole hidden state is); every loop carries the ensemble
     dimension B.
 
-    Bit-for-bit reproducibility: a matrix product's rounding can depend on its
-    shape (MKL uses a different kernel for one row than for several, and in
-    float64 for 2 rows than for 3).  Chunks therefore always hold at least two
-    rows, and at most :data:`MAX_CHUNK` ``[dtype]`` rows, sizes for which every
-    row is computed exactly as it would be alone in a 2-row chunk.  So the
-    hidden values (which enter the output update through the gain) and every
-    decision are independent of the chunking and of the ensemble size, and an
-    ensemble equals separate runs bit for bit (tests/test_learner.py).
+    Reproducibility: a matrix product's rounding depends on its shape and on
+    the CPU (MKL uses one kernel for one row and another for several, in
+    float64 another for 2 rows than for 3, and others again on AVX2 than on
+    AVX-512).  So the hidden values and weights of a chunked run, of an
+    ensemble and of separate runs agree to rounding, not bit for bit, and
+    their decisions (mistakes, predictions, firing words) agree except where a
+    value lies within rounding of a tie.  Chunks hold at least two rows and at
+    most :data:`MAX_CHUNK` ``[dtype]``: on the reference machine (MKL,
+    AVX-512) sizes at which every row rounds as it would alone in a 2-row
+    chunk, which removes the shape dependence there, but nothing guarantees
+    that on another CPU or BLAS.  What holds on every machine: the same run
+    (same data, seeds, ensemble and thread count) repeats bit for bit, and
+    where the arithmetic is exact (small integers, step sizes that are powers
+    of two) an ensemble equals separate runs bit for bit.  tests/test_learner.py
+    checks decisions exactly and values to a tolerance per dtype.
 
 The loop can record, per update, each network's firing words (one byte per
 unit), whether it updated, the label and the prediction: all that the
@@ -61,8 +68,9 @@ from .network import Networks, fired_mask, first_round, project, run_rounds, wor
 UPDATE_ON = ("misclassified", "all")
 OUTPUT_ROWS = ("true-and-predicted", "all")
 OUTPUT_INPUT = ("value", "bit")
-# Largest speculative chunk per dtype (see the module docstring): float64 GEMMs
-# of 2 and 3 rows round differently, float32 ones agree from 2 to 191 rows.
+# Largest speculative chunk per dtype (see the module docstring): with MKL on
+# AVX-512, float64 GEMMs of 2 and 3 rows round differently, float32 ones agree
+# from 2 to 191 rows (a property of that machine, not a guarantee).
 MAX_CHUNK = {torch.float32: 128, torch.float64: 2}
 
 

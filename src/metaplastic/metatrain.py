@@ -190,6 +190,13 @@ def learn_rule(cfg: MetaConfig, out: str | Path, *, run_dir: str | Path | None =
     netcfg = NetworkConfig(d=data.dim, n_classes=data.n_classes, vertices=cfg.vertices, cap=cfg.cap,
                            rounds=cfg.rounds, p=cfg.p, input_weights=cfg.input_weights,
                            recurrence=cfg.recurrence, firing=cfg.firing)
+    from .memory import check, learn_rule_estimate
+    check(learn_rule_estimate(tasks=cfg.tasks_per_step, V=cfg.vertices, d=data.dim, l=data.n_classes,
+                              T=cfg.rounds, batch=cfg.batch, n_train=data.x_train.shape[0],
+                              n_test=data.x_test.shape[0], E=dtype.itemsize, estimator=cfg.estimator,
+                              graph=cfg.learn != "output" or cfg.graph_rule != "none",
+                              es_population=cfg.es_population, final_networks=cfg.final_networks),
+          "use fewer --vertices, --tasks-per-step or --batch")
     rules = build_rules(cfg, dtype)
     params = rules.parameters()
     opt = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -223,7 +230,7 @@ def learn_rule(cfg: MetaConfig, out: str | Path, *, run_dir: str | Path | None =
 
     estimator = ESTIMATOR_FNS[cfg.estimator]
     mode = rules.output.mode
-    bar_update, bar_close = make_progress(cfg.steps - start, "learn-rule", progress)
+    bar_update, bar_close = make_progress(cfg.steps - start, "learn-rule", progress, unit="step")
     bar = getattr(bar_update, "__self__", None)
     t_run = time.perf_counter()
     trainings = history[-1]["trainings"] if history else 0
@@ -241,7 +248,7 @@ def learn_rule(cfg: MetaConfig, out: str | Path, *, run_dir: str | Path | None =
             history.append({"step": step + 1, "loss": stats["loss"], "accuracy": stats["accuracy"],
                             "trainings": trainings, "seconds": time.perf_counter() - t0})
             if bar is not None:
-                bar.set_postfix(loss=f"{stats['loss']:.4f}", acc=f"{stats['accuracy']:.3f}", refresh=False)
+                bar.set_postfix(loss=f"{stats['loss']:.4f}", acc=f"{stats['accuracy']:.3f}")
             if bar_update is not None:
                 bar_update(1)
             if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == end:

@@ -7,7 +7,6 @@ ensemble is exactly the single run with ``--seed seed+b`` on the same data.
 
 from __future__ import annotations
 
-import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -97,13 +96,12 @@ def resolve_device(name: str) -> torch.device:
     return dev
 
 
-def make_progress(total: int, desc: str, enabled: bool):
-    """A tqdm bar on stderr that appears only for work longer than ~2 s."""
+def make_progress(total: int, desc: str, enabled: bool, unit: str = "ex"):
+    """Progress on stderr (:class:`metaplastic.progress.Progress`): ``(update, close)``."""
     if not enabled:
         return None, lambda: None
-    from tqdm import tqdm
-    bar = tqdm(total=total, desc=desc, unit="ex", unit_scale=True, file=sys.stderr,
-               delay=2.0, mininterval=0.5, leave=False)
+    from .progress import Progress
+    bar = Progress(total, desc, unit=unit)
     return bar.update, bar.close
 
 
@@ -137,6 +135,11 @@ def run_train(job: TrainJob, *, progress: bool = True, out: str | Path | None = 
             if graph_rule.mode != mode:
                 raise MetaplasticError("the graph and output rules must both be additive or both "
                                        "multiplicative (weights start at 0 or at 1 for both)")
+    from .memory import check, train_estimate
+    check(train_estimate(B=job.ensemble, V=job.vertices, d=data.dim, l=data.n_classes, T=job.rounds,
+                         n_train=data.x_train.shape[0], n_test=data.x_test.shape[0],
+                         E=dtype.itemsize, graph_rule=graph_rule is not None, gd=job.gd),
+          "use fewer --vertices or a smaller --ensemble", device=str(dev))
     nets = init_networks(cfg, seeds, mode=mode, dtype=dtype, device=dev)
     backend = resolve_backend(job.backend, nets) if job.gd == "none" else None
     n = data.x_train.shape[0]

@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 from ..io import atomic_write_text
+from ..progress import Progress
 from . import SECTIONS
 
 # Measured single-thread wall times on the 2-core reference machine (seconds),
@@ -54,7 +55,8 @@ def run_all(out: Path, *, quick: bool = False, jobs: int | None = None, threads:
 
     Returns 0 when every section succeeded, 1 otherwise.
     """
-    log = log or (lambda s: print(s, file=sys.stderr, flush=True))
+    bar = None  # progress of the sections (a line a minute in a log; see metaplastic.progress)
+    log = log or (lambda s: bar.write(s) if bar is not None else print(s, file=sys.stderr, flush=True))
     names = list(names or SECTIONS)
     jobs = jobs or default_jobs()
     threads = threads or max(1, (os.cpu_count() or 1) // jobs)
@@ -71,6 +73,7 @@ def run_all(out: Path, *, quick: bool = False, jobs: int | None = None, threads:
     running: dict[str, tuple[subprocess.Popen, float, object]] = {}
     t_all = time.perf_counter()
     log(f"[reproduce] all: {len(pending)} sections, {jobs} at a time, {threads} thread(s) each -> {out}")
+    bar = Progress(len(pending), "[reproduce] all", unit="section", interval=60.0)
     try:
         while pending or running:
             while pending and len(running) < jobs:
@@ -83,6 +86,8 @@ def run_all(out: Path, *, quick: bool = False, jobs: int | None = None, threads:
                 fh = open(sec_out / "log.txt", "w")
                 running[name] = (subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT), time.perf_counter(), fh)
                 log(f"[reproduce] {name}: started")
+            bar.set_postfix(running=" ".join(running))
+            bar.update(0)
             time.sleep(0.2)
             for name in list(running):
                 proc, t0, fh = running[name]
@@ -94,6 +99,7 @@ def run_all(out: Path, *, quick: bool = False, jobs: int | None = None, threads:
                 secs = time.perf_counter() - t0
                 ok = rc == 0 and (out / name / "REPORT.md").is_file()
                 status[name] = {"status": "ok" if ok else "failed", "seconds": secs, "returncode": rc}
+                bar.update(1)
                 if ok:
                     atomic_write_text(out / name / DONE, json.dumps({"quick": bool(quick), "seconds": secs}) + "\n")
                     log(f"[reproduce] {name}: done in {secs:.0f} s")
@@ -112,6 +118,9 @@ def run_all(out: Path, *, quick: bool = False, jobs: int | None = None, threads:
             fh.close()
         log(f"[reproduce] interrupted; finished sections are kept: rerun with --resume --out {out}")
         raise
+    finally:
+        bar.set_postfix()
+        bar.close()
     wall = time.perf_counter() - t_all
     write_combined(out, names, status, wall, jobs, threads, quick)
     return 0 if all(status.get(n, {}).get("status") == "ok" for n in names) else 1
