@@ -13,7 +13,7 @@ import json
 import math
 import sys
 
-from .errors import MetaplasticError
+from .errors import EXIT_DIVERGED, MetaplasticError, TrainingDiverged
 
 
 class _Parser(argparse.ArgumentParser):
@@ -222,6 +222,18 @@ def _finite_json(obj):
     return obj
 
 
+def _print_warnings(res: dict) -> None:
+    """Degenerate models (silent rounds, one predicted class, below the majority rate) on stderr."""
+    for w in res.get("warnings", []):
+        print(f"warning: {w}", file=sys.stderr)
+
+
+def _diagnostics_line(res: dict) -> str:
+    fpr = ", ".join(f"{f:.3f}" for f in res["firing_per_round"])
+    return (f"firing per round [{fpr}]; most frequent prediction on {res['majority_prediction_share']:.1%} "
+            f"of test inputs (majority-class rate {res['majority_class_rate']:.4f})")
+
+
 def cmd_train(args) -> int:
     from .runner import TrainJob, run_train
     if args.out is not None:
@@ -235,6 +247,7 @@ def cmd_train(args) -> int:
                    gd_lr=args.gd_lr, gd_batch=args.gd_batch, device=args.device, dtype=args.dtype,
                    data_dir=args.data_dir, threads=args.threads)
     res = run_train(job, progress=not args.no_progress, out=args.out)
+    _print_warnings(res)
     if args.json:
         print(json.dumps(_finite_json(res), allow_nan=False))
     else:
@@ -244,6 +257,7 @@ def cmd_train(args) -> int:
               f"test accuracy {res['test_accuracy']:.4f}{spread}")
         print(f"{res['examples']} example-networks in {res['seconds']:.2f} s "
               f"({res['examples_per_second']:.0f}/s)")
+        print(_diagnostics_line(res))
         if args.out:
             print(f"wrote {args.out}/results.json")
     return 0
@@ -275,11 +289,13 @@ def cmd_learn_rule(args) -> int:
                      data_dir=args.data_dir)
     res = learn_rule(cfg, args.out, run_dir=args.run_dir, resume=args.resume,
                      progress=not args.no_progress)
+    _print_warnings(res)
     if args.json:
         print(json.dumps(_finite_json(res), allow_nan=False))
     else:
         print(f"final meta-loss {res['final_loss']:.4f}; a network trained with the learned rule: "
               f"train accuracy {res['train_accuracy']:.4f}, test accuracy {res['test_accuracy']:.4f}")
+        print(_diagnostics_line(res))
         print(f"wrote {res['rule_file']} and {res['run_dir']}/ (curve.csv, results.json)")
     return 0
 
@@ -432,6 +448,9 @@ def main(argv=None) -> int:
         return 2
     try:
         return COMMANDS[args.command](args)
+    except TrainingDiverged as e:  # non-finite weights or meta-loss: nothing written (exit 3)
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_DIVERGED
     except MetaplasticError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
