@@ -63,7 +63,7 @@ def test_warnings_silent_round_single_class_below_majority():
     assert d["silent_per_round"][0][1] > SILENT_SHARE
     acc = [float((data.y_test == 0).double().mean())] * 2
     w = degeneracy_warnings(d, acc)
-    assert any("network 0: round" in s and "silent" in s for s in w)
+    assert any("network 0 has round 2" in s and "silent" in s for s in w)
     assert any("network 1 predicts class 0 for 100.0%" in s for s in w)
     if acc[0] <= d["majority_class_rate"]:
         assert any("not above the majority-class rate" in s for s in w)

@@ -106,7 +106,7 @@ def degeneracy_warnings(diag: dict, test_accuracy, *, what: str = "network") -> 
         silent = [t + 1 for t, s in enumerate(diag["silent_per_round"][b]) if s > SILENT_SHARE]
         if silent:
             share = max(diag["silent_per_round"][b][t - 1] for t in silent)
-            out.append(f"{name(b)}: round{'s' if len(silent) > 1 else ''} "
+            out.append(f"{name(b)} has round{'s' if len(silent) > 1 else ''} "
                        f"{', '.join(map(str, silent))} silent (no unit fires) for up to {share:.0%} "
                        f"of test inputs")
         share = diag["majority_prediction_share"][b]
