@@ -34,3 +34,5 @@ def test_default_learn_rule_trains_halfspace_above_090(seed, capsys, tmp_path):
     assert fired_row[0] > fired_row[1]          # the fired row favours the true label
     assert fired_row[0] == pytest.approx(-fired_row[1], abs=1e-6)  # columns stay opposite
     assert res["warnings"] == []
+    assert len(res["firing_per_round"]) == 1 and 0.4 < res["firing_per_round"][0] <= 0.5  # k/|V| at most
+    assert 0.5 <= res["majority_prediction_share"] < 0.95
