@@ -90,11 +90,12 @@ def test_rule_files_record_semantics_and_warn_when_used_under_others(capsys, tmp
     args = ["train", "--rounds", "2", "--graph-rule", str(rule), "--output-rule", str(rule), *SMALL]
     assert main(args) == 0
     err = capsys.readouterr().err
-    warns = [line for line in err.splitlines() if line.startswith("warning:")]
+    # (this 2-step rule may also give degeneracy warnings; only the semantics ones count here)
+    warns = [line for line in err.splitlines() if line.startswith("warning:") and "learned under" in line]
     assert len(warns) == 2, err
     assert "learned under recurrence=w(h+ax), firing=top-k, output_input=bit" in warns[0]
     assert main(args + ["--paper-code"]) == 0
-    assert "warning" not in capsys.readouterr().err
+    assert "learned under" not in capsys.readouterr().err
     # the same through the Python API, as a SemanticsWarning
     with pytest.warns(SemanticsWarning, match="but is used under recurrence=wh\\+ax"):
         resolve_rule(str(rule), "graph", 2, None, semantics=TEXT)

@@ -223,6 +223,9 @@ def train_compiled(nets: Networks, x: torch.Tensor, y: torch.Tensor, tables, ord
         if status == 3:
             _write_back(nets, W, Ut)
             q, b = int(diverged[0]), int(diverged[1])
+            # the torch loop's message (rule, eta, a smaller eta), counting examples consumed
+            from .learner import check_finite
+            check_finite(nets, tables, [q + 1] * B, [q] * B)
             raise TrainingDiverged(
                 f"training diverged: non-finite weights after the update on example {q} of network {b}'s "
                 f"sequence (step size too large?)", example=q, network=b)

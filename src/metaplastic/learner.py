@@ -62,7 +62,7 @@ import torch
 import torch.nn.functional as F
 
 from .compiled import resolve_backend, train_compiled
-from .errors import MetaplasticError
+from .errors import MetaplasticError, TrainingDiverged
 from .network import Networks, fired_mask, first_round, project, run_rounds, words_of
 
 UPDATE_ON = ("misclassified", "all")
@@ -72,6 +72,9 @@ OUTPUT_INPUT = ("value", "bit")
 # AVX-512, float64 GEMMs of 2 and 3 rows round differently, float32 ones agree
 # from 2 to 191 rows (a property of that machine, not a guarantee).
 MAX_CHUNK = {torch.float32: 128, torch.float64: 2}
+#: Update steps of the inner loop between two checks that the plastic weights
+#: are finite (a check is one reduction and a sync; see :func:`check_finite`).
+FINITE_CHECK_EVERY = 64
 
 
 @dataclass(frozen=True)
@@ -272,6 +275,45 @@ def apply_updates(nets: Networks, tables: Tables, words: torch.Tensor, y: torch.
             U[bi, :, y] *= (rows[..., 0] - rows[..., 1]).exp()
 
 
+def check_finite(nets: Networks, tables: Tables | None, done, before=None) -> list[int]:
+    """Raise :class:`TrainingDiverged` unless every network's plastic weights are finite.
+
+    A step size too large for a rule makes the weights overflow (winnow at eta 1
+    on halfspace reaches inf within a few thousand mistakes); the networks then
+    predict from NaN logits, so training must stop instead of reporting them.
+    ``done[b]`` examples of network b's sequence have been consumed, ``before[b]``
+    at the last check that passed, so the weights first went bad at an example
+    of that window.  ``tables=None`` means the GD baseline (Adam).  Returns a
+    copy of ``done`` (the window start of the next check).
+    """
+    B = nets.batch
+    before = [0] * B if before is None else before
+    checks = [("graph weights W", nets.W, "graph"), ("output weights U", nets.U, "output")]
+    if tables is None:  # GD on everything also trains A
+        checks.insert(0, ("input weights A", nets.A, "input"))
+    for name, t, rule in checks:
+        if t is None:
+            continue
+        ok = torch.isfinite(t).flatten(1).all(1)
+        if bool(ok.all()):
+            continue
+        b = int((~ok).nonzero()[0, 0])
+        window = (f"after example {done[b]} of its training sequence (finite after example {before[b]})"
+                  if done[b] != before[b] else f"after example {done[b]} of its training sequence")
+        if tables is None:
+            how, hint = "Adam (GD baseline)", "try a smaller --gd-lr"
+        else:
+            mode = tables.graph_mode if rule == "graph" else tables.output_mode
+            eta = tables.graph_eta if rule == "graph" else tables.output_eta
+            how = f"the {rule} rule ({mode}, eta {eta:g})"
+            hint = f"try a smaller step size, e.g. --eta {eta / 10:g}"
+        err = TrainingDiverged(f"training diverged: {how} made network {b}'s {name} non-finite "
+                               f"{window}; {hint}", example=int(done[b]), network=b)
+        err.rule = None if tables is None else rule
+        raise err
+    return list(done)
+
+
 class FeatureCache:
     """Input drive of every example per network, and its first round.
 
@@ -455,6 +497,7 @@ def train_torch(nets: Networks, x: torch.Tensor, y: torch.Tensor, tables: Tables
     run_avg = 4.0  # running average of the examples consumed per step: sets the chunk size
     pos_list, pos_sum = [0] * B, 0
     step = done_before = 0
+    checked = [0] * B  # positions at the last finite check
     while min(pos_list) < N:
         # at least 2 rows (see the module docstring); in the update-on-all
         # scheme only the first row is used
@@ -498,6 +541,8 @@ def train_torch(nets: Networks, x: torch.Tensor, y: torch.Tensor, tables: Tables
             run_avg = 0.7 * run_avg + 0.3 * (sum(pos_list) - pos_sum) / B
             pos_sum = sum(pos_list)
         step += 1
+        if step % FINITE_CHECK_EVERY == 0 or min(pos_list) >= N:
+            checked = check_finite(nets, tables, [min(p, N) for p in pos_list], checked)
         if progress is not None and step % 32 == 0:
             done = sum(min(p, N) for p in pos_list)
             progress(done - done_before)
@@ -572,3 +617,4 @@ def train_gd(nets: Networks, x: torch.Tensor, y: torch.Tensor, orders: torch.Ten
             nets.A.copy_(A * A_mask)
             if nets.W is not None:
                 nets.W.copy_(W * nets.G)
+    check_finite(nets, None, [N] * B, [N] * B)

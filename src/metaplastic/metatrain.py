@@ -19,8 +19,10 @@ rule an uninterrupted one does (CPU).
 
 from __future__ import annotations
 
+import copy
 import csv
 import io as _io
+import math
 import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -28,7 +30,8 @@ from pathlib import Path
 import torch
 
 from .compiled import resolve_for
-from .errors import MetaplasticError
+from .diagnostics import check_logits, degeneracy_warnings, diagnose, summary
+from .errors import MetaplasticError, TrainingDiverged
 from .io import atomic_torch_save, atomic_write_text, resolve_rule, save_ruleset, write_json
 from .learner import Scheme, Tables, data_orders, train_rules
 from .meta import ESTIMATOR_FNS, ESTIMATORS, LOSS_ON, LOSSES, MetaBatch, RuleSet
@@ -240,10 +243,26 @@ def learn_rule(cfg: MetaConfig, out: str | Path, *, run_dir: str | Path | None =
             t0 = time.perf_counter()
             batch = draw_batch(cfg, data, netcfg, step, dtype, mode)
             opt.zero_grad(set_to_none=True)
-            stats = estimator(rules, batch, scheme, cfg.loss, population=cfg.es_population,
-                              sigma=cfg.es_sigma, generator=step_generator(cfg.seed, step, 1),
-                              loss_on=cfg.meta_loss_on)
-            opt.step()
+            try:
+                stats = estimator(rules, batch, scheme, cfg.loss, population=cfg.es_population,
+                                  sigma=cfg.es_sigma, generator=step_generator(cfg.seed, step, 1),
+                                  loss_on=cfg.meta_loss_on)
+                bad = nonfinite_step(stats["loss"], params)
+            except TrainingDiverged as e:  # the inner training of this step overflowed
+                bad = f"its inner training diverged ({str(e).split('; ')[0].removeprefix('training diverged: ')})"
+            if not bad:
+                good = ([p.detach().clone() for p in params], copy.deepcopy(opt.state_dict()))
+                opt.step()
+                if not all(bool(torch.isfinite(p).all()) for p in params):
+                    bad = "Adam's update made the rules non-finite"
+                    with torch.no_grad():  # back to the state before the update
+                        for p, v in zip(params, good[0]):
+                            p.copy_(v)
+                    opt.load_state_dict(good[1])
+            if bad:  # keep the last good state (this step's rules, before the update), write no rule
+                checkpoint(step)
+                raise TrainingDiverged(f"learn-rule diverged at step {step + 1}: {bad}; the last good "
+                                       f"state (step {step}) is in {ckpt_path}; try a smaller --lr or --eta")
             trainings += stats["trainings"]
             history.append({"step": step + 1, "loss": stats["loss"], "accuracy": stats["accuracy"],
                             "trainings": trainings, "seconds": time.perf_counter() - t0})
@@ -259,8 +278,8 @@ def learn_rule(cfg: MetaConfig, out: str | Path, *, run_dir: str | Path | None =
         return {"stopped_at": end}
     seconds = time.perf_counter() - t_run
     meta = {"made_by": "metaplastic learn-rule", "config": asdict(cfg), "semantics": record(cfg)}
+    result = evaluate_rules(cfg, rules, data, netcfg, dtype)  # first: a rule that diverges is not saved
     save_ruleset(out, {"output": rules.output, "graph": rules.graph}, meta=meta)
-    result = evaluate_rules(cfg, rules, data, netcfg, dtype)
     last = history[-10:]
     result.update({
         "final_loss": history[-1]["loss"] if history else float("nan"),
@@ -276,6 +295,16 @@ def learn_rule(cfg: MetaConfig, out: str | Path, *, run_dir: str | Path | None =
     return result
 
 
+def nonfinite_step(loss: float, params) -> str | None:
+    """What is non-finite in one meta-step (the loss, a meta-gradient), or None."""
+    if not math.isfinite(loss):
+        return f"the meta-loss is {loss}"
+    for i, p in enumerate(params):
+        if p.grad is not None and not bool(torch.isfinite(p.grad).all()):
+            return f"the meta-gradient of rule parameter {i} {tuple(p.shape)} has non-finite entries"
+    return None
+
+
 @torch.no_grad()
 def evaluate_rules(cfg: MetaConfig, rules: RuleSet, data, netcfg: NetworkConfig, dtype) -> dict:
     """Train ``final_networks`` fresh networks with the rules on the whole pool; accuracies."""
@@ -285,11 +314,20 @@ def evaluate_rules(cfg: MetaConfig, rules: RuleSet, data, netcfg: NetworkConfig,
     tables: Tables = rules.make_tables(out_t, gr_t)
     scheme = Scheme(cfg.update_on, cfg.output_rows, cfg.output_input)
     n = data.x_train.shape[0]
-    train_rules(nets, data.x_train.to(dtype), data.y_train, tables, data_orders(n, 1, seeds), scheme)
+    try:
+        train_rules(nets, data.x_train.to(dtype), data.y_train, tables, data_orders(n, 1, seeds), scheme)
+    except TrainingDiverged as e:
+        raise TrainingDiverged(f"the learned rules diverge when they train a network on the whole "
+                               f"training set: {e}", example=e.example, network=e.network) from None
     tr = accuracy(nets, data.x_train.to(dtype), data.y_train)
     te = accuracy(nets, data.x_test.to(dtype), data.y_test)
-    return {"train_accuracy": float(tr.mean()), "test_accuracy": float(te.mean()),
-            "train_accuracy_per_network": tr.tolist(), "test_accuracy_per_network": te.tolist()}
+    diag = diagnose(nets, data.x_test, data.y_test)  # firing per round, spread of predictions
+    check_logits(diag)
+    res = {"train_accuracy": float(tr.mean()), "test_accuracy": float(te.mean()),
+           "train_accuracy_per_network": tr.tolist(), "test_accuracy_per_network": te.tolist()}
+    res.update(summary(diag, degeneracy_warnings(diag, te.tolist(),
+                                                 what="network trained with the learned rule")))
+    return res
 
 
 def config_from_dict(d: dict) -> MetaConfig:

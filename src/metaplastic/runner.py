@@ -14,7 +14,8 @@ from pathlib import Path
 import torch
 
 from .compiled import resolve_backend
-from .errors import MetaplasticError
+from .diagnostics import check_logits, degeneracy_warnings, diagnose, summary
+from .errors import MetaplasticError, TrainingDiverged
 from .io import atomic_torch_save, resolve_rule, write_json
 from .learner import Scheme, Tables, data_orders, train_gd, train_rules
 from .network import NetworkConfig, Networks, accuracy, init_networks
@@ -158,12 +159,18 @@ def run_train(job: TrainJob, *, progress: bool = True, out: str | Path | None = 
                      batch_size=job.gd_batch, progress=step)
         if dev.type == "cuda":
             torch.cuda.synchronize()
+    except TrainingDiverged as e:  # name the rule the user gave
+        flag = {"output": f"--output-rule {job.output_rule}: ",
+                "graph": f"--graph-rule {job.graph_rule}: "}.get(getattr(e, "rule", None), "")
+        raise TrainingDiverged(f"{flag}{e}", example=e.example, network=e.network) from None
     finally:
         close()
     seconds = time.perf_counter() - t0
     tr = accuracy(nets, data.x_train.to(dev, dtype), data.y_train)
     te = accuracy(nets, data.x_test.to(dev, dtype), data.y_test)
     examples = job.ensemble * orders.shape[1]
+    diag = diagnose(nets, data.x_test, data.y_test)  # firing per round, spread of predictions
+    check_logits(diag)
     result = {
         "train_accuracy": float(tr.mean()),
         "test_accuracy": float(te.mean()),
@@ -183,6 +190,7 @@ def run_train(job: TrainJob, *, progress: bool = True, out: str | Path | None = 
         "seeds": seeds,
         "backend": backend,
     }
+    result.update(summary(diag, degeneracy_warnings(diag, te.tolist())))
     if out is not None:
         out = Path(out)
         write_json(out / "config.json", asdict(job))
