@@ -14,6 +14,7 @@ import math
 import sys
 
 from .errors import MetaplasticError
+from .sweep.cli import add_parser as add_sweep_parser, cmd_sweep
 
 
 class _Parser(argparse.ArgumentParser):
@@ -166,6 +167,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="with all: sections run in this many worker processes at once (default: the CPU count)")
     rp.add_argument("--resume", action="store_true",
                     help="with all: keep the sections of an earlier run in --out that finished")
+    rp.add_argument("--workers", type=_positive_int, default=None,
+                    help="run the section's cells on a local Dask cluster of N processes (fig3, fig6, table2-accuracy)")
+    rp.add_argument("--scheduler", default=None, help="run the section's cells on this Dask cluster (tcp://HOST:PORT)")
 
     at = sub.add_parser("attack", help="robust accuracy of one saved network under one L2 attack",
                         description="Attack a network saved by `metaplastic train --out DIR` (member 0) or by "
@@ -183,6 +187,8 @@ def build_parser() -> argparse.ArgumentParser:
     at.add_argument("--data-dir", default=None)
     at.add_argument("--threads", type=_positive_int, default=None)
     at.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+
+    add_sweep_parser(sub)
 
     d = sub.add_parser("data", help="fetch or verify MNIST and Fashion-MNIST")
     dsub = d.add_subparsers(dest="data_command", metavar="ACTION")
@@ -297,6 +303,8 @@ def cmd_reproduce(args) -> int:
     out = Path(args.out) if args.out else Path("runs") / f"reproduce-{args.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     if (args.jobs or args.resume) and args.name != "all":
         raise MetaplasticError("--jobs and --resume apply to 'reproduce all' only")
+    if (args.workers or args.scheduler) and (args.name == "all" or args.plot_only):
+        raise MetaplasticError("--workers and --scheduler apply to one section (not all, not --plot-only)")
     if args.name == "all" and not args.plot_only:
         from .reproduce.runall import run_all
         rc = run_all(out, quick=args.quick, jobs=args.jobs, threads=args.threads, resume=args.resume)
@@ -316,7 +324,12 @@ def cmd_reproduce(args) -> int:
         else:
             t0 = time.perf_counter()
             print(f"[reproduce] {name} -> {sec_out}", file=sys.stderr)
-            res = mod.run(sec_out, quick=args.quick)
+            from .sweep.executor import make_executor, using
+            with using(make_executor(args.workers, args.scheduler)) as ex:
+                try:
+                    res = mod.run(sec_out, quick=args.quick)
+                finally:
+                    ex.close()
             print(f"[reproduce] {name} done in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
         write_report(sec_out, res["report"])
     if args.name == "all":  # --plot-only: redraw every section, keep the combined report's timing table
@@ -418,7 +431,7 @@ def cmd_attack(args) -> int:
 
 
 COMMANDS = {"attack": cmd_attack, "train": cmd_train, "learn-rule": cmd_learn_rule, "reproduce": cmd_reproduce,
-            "data": cmd_data}
+            "data": cmd_data, "sweep": cmd_sweep}
 
 
 def main(argv=None) -> int:
