@@ -43,14 +43,13 @@ class Progress:
         self.every = every
         self.t0 = time.perf_counter()
         self.last = -1e9
-        self.done = self.failed = self.skipped = 0
+        self.done = self.failed = self.skipped = self.ran = 0
 
     def line(self, pending: int) -> str:
         elapsed = time.perf_counter() - self.t0
-        ran = self.done + self.failed
         running = min(pending, self.slots)
-        left = self.total - self.skipped - ran
-        eta = (f", about {elapsed / ran * left:.0f} s left" if ran and left else "")
+        left = self.total - self.skipped - self.done - self.failed
+        eta = (f", about {elapsed / self.ran * left:.0f} s left" if self.ran and left else "")
         return (f"[sweep] {self.done + self.skipped}/{self.total} done"
                 f"{f' ({self.skipped} earlier)' if self.skipped else ''}, {running} running, "
                 f"{self.failed} failed, {elapsed:.0f} s{eta}")
@@ -187,6 +186,7 @@ def run_sweep(grid_path, out, executor=None, *, retries: int = 0, batch_seeds: b
                     continue
                 records[c.index] = write_record(out, c, o)
                 ran += 1
+                prog.ran += 1
                 if o["status"] == "ok":
                     prog.done += 1
                 else:
