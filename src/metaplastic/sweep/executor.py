@@ -23,6 +23,7 @@ Reproduce sections find the executor the command line chose with
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 from typing import Callable, Iterable, Iterator
 
@@ -118,7 +119,8 @@ class DaskExecutor:
                 raise MetaplasticError(f"--scheduler {scheduler}: cannot connect ({e})") from None
         else:
             self.cluster = LocalCluster(n_workers=workers or 1, threads_per_worker=1, processes=True,
-                                        host="127.0.0.1", dashboard_address=None)
+                                        host="127.0.0.1", dashboard_address=None,
+                                        silence_logs=logging.ERROR)
             self.client = Client(self.cluster)
         self.client.run(_one_thread)
 

@@ -20,6 +20,9 @@ from ..reproduce.common import md_table, pyplot, save_fig, summarize
 #: The metric the plot shows, per command.
 MAIN_METRIC = {"train": "test_accuracy", "learn-rule": "test_accuracy", "attack": "robust_accuracy"}
 TIMING = ("seconds",)
+#: Column order of the metrics (others follow, by name): the same whatever order cells finish in.
+METRIC_ORDER = ["train_accuracy", "test_accuracy", "online_mistakes", "final_loss", "final_loss_mean_last10",
+                "robust_accuracy", "clean_accuracy"]
 
 
 def _cell(v):
@@ -31,7 +34,8 @@ def _cell(v):
 
 
 def rows_of(grid, records: list[dict]) -> list[dict]:
-    metrics = list(dict.fromkeys(k for r in records for k in (r.get("metrics") or {})))
+    metrics = sorted({k for r in records for k in (r.get("metrics") or {})},
+                     key=lambda m: (METRIC_ORDER.index(m) if m in METRIC_ORDER else len(METRIC_ORDER), m))
     rows = []
     for r in records:
         row = {"index": r["index"], "key": r["key"]}
