@@ -120,7 +120,7 @@ class DaskExecutor:
         else:
             self.cluster = LocalCluster(n_workers=workers or 1, threads_per_worker=1, processes=True,
                                         host="127.0.0.1", dashboard_address=None,
-                                        silence_logs=logging.ERROR)
+                                        silence_logs=logging.CRITICAL)
             self.client = Client(self.cluster)
         self.client.run(_one_thread)
 
