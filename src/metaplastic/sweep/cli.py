@@ -33,7 +33,7 @@ def cmd_sweep(args) -> int:
 
     from ..cli import _check_out_dir
     from ..errors import MetaplasticError
-    from .executor import make_executor
+    from .executor import DASK_HINT, have_dask, make_executor
     from .grid import expand, load_grid
     from .run import run_sweep
     if args.retries < 0:
@@ -43,6 +43,9 @@ def cmd_sweep(args) -> int:
     made = []
 
     def executor():
+        if args.workers and not have_dask():
+            print(f"[sweep] dask is not installed ({DASK_HINT}): {args.workers} local processes instead",
+                  file=sys.stderr)
         made.append(make_executor(args.workers, args.scheduler))
         return made[-1]
     try:

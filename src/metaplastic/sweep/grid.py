@@ -240,7 +240,7 @@ def _check_task(job, command: str) -> None:
     resolve_device(job.device)
     NetworkConfig(d=1, n_classes=2, vertices=job.vertices, cap=job.cap, rounds=job.rounds, p=job.p,
                   input_weights=job.input_weights)
-    name = data._normalize_name(job.dataset)
+    name = job.dataset.strip().lower().replace("_", "-")
     if name not in data.DATASET_NAMES and name not in data.SYNTHETIC and not (
             job.dataset.lower().endswith(".npz") or Path(job.dataset).is_file()):
         raise MetaplasticError(f"unknown dataset {job.dataset!r}; valid names: {', '.join(data.DATASET_NAMES)}, "

@@ -40,15 +40,14 @@ _CACHE: OrderedDict = OrderedDict()
 CACHE_SIZE = 8
 
 
-def cached_dataset(name, *, n_train=10000, n_test=10000, seed=0, data_dir=None):
-    """``load_dataset`` with a per-process cache of the last :data:`CACHE_SIZE` datasets."""
+def cached_dataset(name, **kwargs):
+    """``load_dataset(name, **kwargs)`` with a per-process cache of the last :data:`CACHE_SIZE` datasets."""
     from .. import data
-    key = (str(name), n_train, n_test, seed, None if data_dir is None else str(data_dir))
+    key = (str(name), tuple(sorted((k, repr(v)) for k, v in kwargs.items())))
     if key in _CACHE:
         _CACHE.move_to_end(key)
         return _CACHE[key]
-    ds = _LOAD(name, n_train=n_train, n_test=n_test, seed=seed, data_dir=data_dir) if _LOAD else \
-        data.load_dataset(name, n_train=n_train, n_test=n_test, seed=seed, data_dir=data_dir)
+    ds = (_LOAD or data.load_dataset)(name, **kwargs)
     _CACHE[key] = ds
     while len(_CACHE) > CACHE_SIZE:
         _CACHE.popitem(last=False)
@@ -166,8 +165,9 @@ def train_batched(jobs) -> list[dict]:
             raise MetaplasticError("internal: a seed group must differ only in the seed, with ensemble 1")
     dev = resolve_device(j0.device)
     dtype = DTYPES[j0.dtype]
-    datas = [cached_dataset(j.dataset, n_train=j.n_train, n_test=j.n_test, seed=j.seed, data_dir=j.data_dir)
-             for j in jobs]
+    extra = {"n_classes": j0.n_classes} if getattr(j0, "n_classes", None) is not None else {}
+    datas = [cached_dataset(j.dataset, n_train=j.n_train, n_test=j.n_test, seed=j.seed, data_dir=j.data_dir,
+                            **extra) for j in jobs]
     d0 = datas[0]
     cfg = NetworkConfig(d=d0.dim, n_classes=d0.n_classes, vertices=j0.vertices, cap=j0.cap, rounds=j0.rounds,
                         p=j0.p, input_weights=j0.input_weights)
