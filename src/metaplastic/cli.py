@@ -15,6 +15,7 @@ import sys
 
 from .errors import MetaplasticError
 from .sweep.cli import add_parser as add_sweep_parser, cmd_sweep
+from .sweep.executor import CELL_SECTIONS
 
 
 class _Parser(argparse.ArgumentParser):
@@ -303,8 +304,9 @@ def cmd_reproduce(args) -> int:
     out = Path(args.out) if args.out else Path("runs") / f"reproduce-{args.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     if (args.jobs or args.resume) and args.name != "all":
         raise MetaplasticError("--jobs and --resume apply to 'reproduce all' only")
-    if (args.workers or args.scheduler) and (args.name == "all" or args.plot_only):
-        raise MetaplasticError("--workers and --scheduler apply to one section (not all, not --plot-only)")
+    if (args.workers or args.scheduler) and (args.name not in CELL_SECTIONS or args.plot_only):
+        raise MetaplasticError(f"--workers and --scheduler apply to the sections {', '.join(CELL_SECTIONS)} "
+                               "(not all, not --plot-only)")
     if args.name == "all" and not args.plot_only:
         from .reproduce.runall import run_all
         rc = run_all(out, quick=args.quick, jobs=args.jobs, threads=args.threads, resume=args.resume)

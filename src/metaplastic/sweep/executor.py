@@ -30,6 +30,8 @@ from typing import Callable, Iterable, Iterator
 from ..errors import MetaplasticError
 
 DASK_HINT = "pip install 'metaplastic[dask]'"
+#: The reproduce sections that submit their cells through :func:`current`.
+CELL_SECTIONS = ("fig3", "fig6", "table2-accuracy", "robustness")
 
 
 class WorkerLost(RuntimeError):

@@ -64,8 +64,14 @@ def write_parquet(rows: list[dict], path: Path) -> bool:
         import pyarrow.parquet as pq
     except ImportError:
         return False
-    cols = {k: [_cell(r[k]) for r in rows] for k in rows[0]} if rows else {}
-    table = pa.table({k: [None if v == "" and k != "error" else v for v in vs] for k, vs in cols.items()})
+    def column(k):
+        vs = [_cell(r[k]) for r in rows]
+        vs = [None if v == "" and k != "error" else v for v in vs]
+        try:
+            return pa.array(vs)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError):  # an axis mixing types: as text
+            return pa.array([None if v is None else str(v) for v in vs])
+    table = pa.table({k: column(k) for k in rows[0]} if rows else {})
     tmp = path.with_name("." + path.name + ".tmp")
     pq.write_table(table, tmp)
     tmp.replace(path)
