@@ -207,3 +207,18 @@ def test_reproduce_fig3_quick_through_the_cluster_matches_the_serial_run(tmp_pat
     a, b = (json.loads((tmp_path / d / "results.json").read_text()) for d in ("serial", "dask"))
     assert list(a["cells"]) == list(b["cells"]) and len(a["cells"]) >= 6
     assert strip(a) == strip(b)
+
+
+def test_local_processes_without_dask_give_the_same_files(tmp_path):
+    from metaplastic.sweep.executor import ProcessExecutor
+    grid = write(tmp_path, GRID12.replace("seed = [0, 1, 2]", "seed = [0]"))
+    run_sweep(grid, tmp_path / "serial", SerialExecutor(), stream=QUIET())
+    ex = ProcessExecutor(1)
+    try:
+        got = run_sweep(grid, tmp_path / "proc", ex, stream=QUIET())
+    finally:
+        ex.close()
+    assert got["ran"] == 4
+    assert rows(tmp_path / "proc" / "results.csv") == rows(tmp_path / "serial" / "results.csv")
+    assert sorted(p.name for p in (tmp_path / "proc" / "cells").iterdir()) == \
+        sorted(p.name for p in (tmp_path / "serial" / "cells").iterdir())
