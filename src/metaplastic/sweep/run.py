@@ -161,6 +161,7 @@ def run_sweep(grid_path, out, executor=None, *, retries: int = 0, batch_seeds: b
     if todo:  # a cluster starts only when there is something to run
         executor = executor() if callable(executor) else (executor or SerialExecutor())
         prog.slots = executor.slots
+        prog.t0 = time.perf_counter()  # the estimate counts from here, not from the cluster's start-up
     ran = 0
     tasks = seed_groups(todo, batch_seeds)
     prog.show(sum(len(t) for t in tasks), force=True)
