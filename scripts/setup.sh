@@ -24,5 +24,5 @@ if ! .venv/bin/python -c "import torch" >/dev/null 2>&1; then
     .venv/bin/python -m pip install -q "$TORCH_SPEC"
   fi
 fi
-.venv/bin/python -m pip install -q -e ".[dev]"
+.venv/bin/python -m pip install -q -e ".[dev,dask]"
 .venv/bin/python -c "import metaplastic, torch; print('metaplastic', metaplastic.__version__, 'torch', torch.__version__)"

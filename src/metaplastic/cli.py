@@ -14,6 +14,8 @@ import math
 import sys
 
 from .errors import EXIT_DIVERGED, MetaplasticError, TrainingDiverged
+from .sweep.cli import add_parser as add_sweep_parser, cmd_sweep
+from .sweep.executor import CELL_SECTIONS
 
 
 class _Parser(argparse.ArgumentParser):
@@ -212,6 +214,9 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--backend", choices=["auto", "torch", "compiled"], default=None,
                     help="rule-training loop of every section (default: $METAPLASTIC_BACKEND or auto)")
     add_semantics_args(rp)
+    rp.add_argument("--workers", type=_positive_int, default=None,
+                    help="run the section's cells on a local Dask cluster of N processes (fig3, fig6, table2-accuracy)")
+    rp.add_argument("--scheduler", default=None, help="run the section's cells on this Dask cluster (tcp://HOST:PORT)")
 
     at = sub.add_parser("attack", help="robust accuracy of one saved network under one L2 attack",
                         description="Attack a network saved by `metaplastic train --out DIR` (member 0) or by "
@@ -230,6 +235,8 @@ def build_parser() -> argparse.ArgumentParser:
     at.add_argument("--threads", type=_positive_int, default=None)
     at.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     add_semantics_args(at)  # the saved config carries the model's semantics; these flags check them
+
+    add_sweep_parser(sub)
 
     d = sub.add_parser("data", help="fetch or verify MNIST and Fashion-MNIST")
     dsub = d.add_subparsers(dest="data_command", metavar="ACTION")
@@ -406,6 +413,9 @@ def cmd_reproduce(args) -> int:
     out = Path(args.out) if args.out else Path("runs") / f"reproduce-{args.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     if (args.jobs or args.resume) and args.name != "all":
         raise MetaplasticError("--jobs and --resume apply to 'reproduce all' only")
+    if (args.workers or args.scheduler) and (args.name not in CELL_SECTIONS or args.plot_only):
+        raise MetaplasticError(f"--workers and --scheduler apply to the sections {', '.join(CELL_SECTIONS)} "
+                               "(not all, not --plot-only)")
     _check_matplotlib()
     if args.backend is not None:  # the sections (and the worker processes of 'all') inherit it
         from .compiled import set_default_backend
@@ -441,7 +451,12 @@ def cmd_reproduce(args) -> int:
         else:
             t0 = time.perf_counter()
             print(f"[reproduce] {name} -> {sec_out}", file=sys.stderr)
-            res = mod.run(sec_out, quick=args.quick, **({} if sem is None else {"semantics": sem}))
+            from .sweep.executor import make_executor, using
+            with using(make_executor(args.workers, args.scheduler)) as ex:
+                try:
+                    res = mod.run(sec_out, quick=args.quick, **({} if sem is None else {"semantics": sem}))
+                finally:
+                    ex.close()
             print(f"[reproduce] {name} done in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
         write_report(sec_out, res["report"])
     if args.name == "all":  # --plot-only: redraw every section, keep the combined report's timing table
@@ -559,7 +574,7 @@ def cmd_attack(args) -> int:
 
 
 COMMANDS = {"attack": cmd_attack, "train": cmd_train, "learn-rule": cmd_learn_rule, "reproduce": cmd_reproduce,
-            "data": cmd_data}
+            "data": cmd_data, "sweep": cmd_sweep}
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None, _default=None):

@@ -28,13 +28,13 @@ from pathlib import Path
 
 import torch
 
-from ..data import load_dataset
 from ..errors import MetaplasticError
 from ..io import write_json
 from ..learner import Scheme, Tables, data_orders, train_gd, train_rules
 from ..network import NetworkConfig, accuracy, firing_fractions, init_networks
 from ..rules import perceptron_table
 from ..semantics import name_of, record
+from ..sweep.executor import current as current_executor
 from .common import finish, md_table, pyplot, save_fig, summarize
 from .rules import load_shipped
 
@@ -83,7 +83,6 @@ def run(out: Path, quick: bool = False, semantics: dict | None = None) -> dict:
     results["rules_by_semantics"] = {tag: results["rules"]}
     # the other semantics' cells of an earlier run into this folder (same configuration) are kept
     kept = _other_semantics(out / "results.json", cfg, tag)
-    scheme = Scheme(output_input=sem["output_input"])
     rows = []
     seeds = list(range(cfg["retrainings"]))
     # Finished cells are saved as they come (a long run that is interrupted
@@ -99,48 +98,47 @@ def run(out: Path, quick: bool = False, semantics: dict | None = None) -> dict:
                 done = old.get("cells", {})
         except ValueError:
             pass
+    specs = []
+    specs = []
     for ds in cfg["datasets"]:
-        try:
-            data = load_dataset(ds, n_train=cfg["n_train"], n_test=cfg["n_test"], seed=0)
-        except MetaplasticError as e:
-            results["skipped"][ds] = str(e)
-            continue
-        n = data.x_train.shape[0]
-        orders = data_orders(n, 1, seeds)
         for mname, (T, V, k) in models.items():
-            netcfg = NetworkConfig(d=data.dim, n_classes=data.n_classes, vertices=V, cap=k, rounds=T,
-                                   recurrence=sem["recurrence"], firing=sem["firing"])
             methods = {"plasticity (learned rules)": rules[T]}
             if T > 1:
                 methods["zero graph rule"] = zero_graph[T]
             methods["GD on output weights"] = None
             for meth, tables in methods.items():
-                name = f"{mname} :: {ds} :: {meth}{tail}"
-                if name in done:
-                    cell = results["cells"][name] = done[name]
-                    rows.append(_row(mname, ds, meth, cell, tag))
-                    print(f"[fig3] {mname} / {ds} / {meth}: kept from the interrupted run", file=sys.stderr)
-                    continue
-                t0 = time.perf_counter()
-                nets = init_networks(netcfg, seeds)
-                if tables is None:
-                    train_gd(nets, data.x_train, data.y_train, orders, which="output", lr=cfg["gd_lr"],
-                             batch_size=cfg["gd_batch"])
-                else:
-                    train_rules(nets, data.x_train, data.y_train, tables, orders, scheme)
-                tr = accuracy(nets, data.x_train, data.y_train).tolist()
-                te = accuracy(nets, data.x_test, data.y_test).tolist()
-                probe = data.x_test[:1000]
-                cell = {"train": summarize(tr), "test": summarize(te), "seconds": time.perf_counter() - t0,
-                        "active_per_round": firing_fractions(nets, probe, firing="nonzero").mean(0).tolist(),
-                        "firing_per_round": firing_fractions(nets, probe).mean(0).tolist()}
-                results["cells"][name] = cell
-                out.mkdir(parents=True, exist_ok=True)
-                write_json(partial_path, {"key": key, "cells": results["cells"]}, sort_keys=False)
-                print(f"[fig3] {mname} / {ds} / {meth} ({tag}): test {cell['test']['mean']:.3f} "
-                      f"({cell['seconds']:.0f} s)", file=sys.stderr, flush=True)
-                rows.append(_row(mname, ds, meth, cell, tag))
-                del nets
+                specs.append({"name": f"{mname} :: {ds} :: {meth}{tail}", "model": mname, "dataset": ds,
+                              "method": meth, "T": T, "V": V, "k": k, "tables": tables, "seeds": seeds,
+                              "n_train": cfg["n_train"], "n_test": cfg["n_test"], "gd_lr": cfg["gd_lr"],
+                              "gd_batch": cfg["gd_batch"], "sem": sem})
+    # the cells run through the executor `reproduce --workers/--scheduler` chose (serial by default)
+    todo = [sp for sp in specs if sp["name"] not in done]
+    for sp in specs:
+        if sp["name"] in done:
+            print(f"[fig3] {sp['model']} / {sp['dataset']} / {sp['method']}: kept from the interrupted run",
+                  file=sys.stderr)
+    got = {sp["name"]: done[sp["name"]] for sp in specs if sp["name"] in done}
+    results["cells"].update(got)
+    for i, cell in current_executor().run(run_cell, todo):
+        sp = todo[i]
+        if isinstance(cell, BaseException):
+            raise cell
+        got[sp["name"]] = cell
+        if "skipped" in cell:
+            continue
+        results["cells"][sp["name"]] = cell
+        out.mkdir(parents=True, exist_ok=True)
+        write_json(partial_path, {"key": key, "cells": results["cells"]}, sort_keys=False)
+        print(f"[fig3] {sp['model']} / {sp['dataset']} / {sp['method']} ({tag}): test "
+              f"{cell['test']['mean']:.3f} ({cell['seconds']:.0f} s)", file=sys.stderr, flush=True)
+    results["cells"] = {}  # in the grid's order, whatever order the cells finished in
+    for sp in specs:
+        cell = got[sp["name"]]
+        if "skipped" in cell:
+            results["skipped"].setdefault(sp["dataset"], cell["skipped"])
+            continue
+        results["cells"][sp["name"]] = cell
+        rows.append(_row(sp["model"], sp["dataset"], sp["method"], cell, tag))
     for other, (cells, rules_o, settings) in kept.items():
         results["cells"].update(cells)
         results["rules_by_semantics"][other] = rules_o
@@ -153,6 +151,34 @@ def run(out: Path, quick: bool = False, semantics: dict | None = None) -> dict:
     rows.sort(key=lambda r: r["semantics"] != "text")
     results["seconds"] = time.perf_counter() - t_start
     return finish(out, "fig3", cfg, results, rows, plot, report)
+
+
+def run_cell(sp: dict) -> dict:
+    """One cell of Fig. 3: ``retrainings`` networks of one model trained on one dataset by one method,
+    under the cell's semantics (``sp["sem"]``), with the fraction of units active and firing per round."""
+    from ..sweep.tasks import cached_dataset
+    try:
+        data = cached_dataset(sp["dataset"], n_train=sp["n_train"], n_test=sp["n_test"], seed=0)
+    except MetaplasticError as e:
+        return {"skipped": str(e)}
+    sem = sp["sem"]
+    t0 = time.perf_counter()
+    netcfg = NetworkConfig(d=data.dim, n_classes=data.n_classes, vertices=sp["V"], cap=sp["k"], rounds=sp["T"],
+                           recurrence=sem["recurrence"], firing=sem["firing"])
+    nets = init_networks(netcfg, sp["seeds"])
+    orders = data_orders(data.x_train.shape[0], 1, sp["seeds"])
+    if sp["tables"] is None:
+        train_gd(nets, data.x_train, data.y_train, orders, which="output", lr=sp["gd_lr"],
+                 batch_size=sp["gd_batch"])
+    else:
+        train_rules(nets, data.x_train, data.y_train, sp["tables"], orders,
+                    Scheme(output_input=sem["output_input"]))
+    tr = accuracy(nets, data.x_train, data.y_train).tolist()
+    te = accuracy(nets, data.x_test, data.y_test).tolist()
+    probe = data.x_test[:1000]
+    return {"train": summarize(tr), "test": summarize(te), "seconds": time.perf_counter() - t0,
+            "active_per_round": firing_fractions(nets, probe, firing="nonzero").mean(0).tolist(),
+            "firing_per_round": firing_fractions(nets, probe).mean(0).tolist()}
 
 
 def _tag(key: str) -> str:

@@ -11,11 +11,12 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from ..data import load_dataset
 from ..errors import MetaplasticError
 from ..learner import Scheme, Tables, data_orders
 from ..network import NetworkConfig, accuracy, init_networks
 from ..rules import perceptron_table
+from ..sweep.executor import current as current_executor
+from ..sweep.tasks import cached_dataset
 from .common import accuracy_curve, finish, fmt_pm, md_table, pyplot, save_fig, summarize
 from .rules import load_shipped
 
@@ -35,31 +36,42 @@ def run(out: Path, quick: bool = False) -> dict:
         cfg.update(dataset="halfspace", n_train=400, n_test=200, n_eval=200, vertices=40, cap=20,
                    seeds=[0], points=[100, 400])
     try:
-        data = load_dataset(cfg["dataset"], n_train=cfg["n_train"], n_test=cfg["n_test"], seed=0)
+        data = cached_dataset(cfg["dataset"], n_train=cfg["n_train"], n_test=cfg["n_test"], seed=0)
     except MetaplasticError as e:
         cfg["note"] = f"{cfg['dataset']} unavailable ({e}); ran on relu1"
         cfg["dataset"] = "relu1"
-        data = load_dataset("relu1", n_train=cfg["n_train"], n_test=cfg["n_test"], seed=0)
+        data = cached_dataset("relu1", n_train=cfg["n_train"], n_test=cfg["n_test"], seed=0)
     graph = load_shipped("mnist-mlp-graph-T3-V200", kind="graph") if cfg["rounds"] == 3 else None
     cfg["graph_rule"] = "rules/mnist-mlp-graph-T3-V200.json" if graph is not None else "none (not shipped)"
     netcfg = NetworkConfig(d=data.dim, n_classes=data.n_classes, vertices=cfg["vertices"], cap=cfg["cap"],
                            rounds=cfg["rounds"])
     tables = Tables(output=perceptron_table(cfg["rounds"]), graph=None if graph is None else graph.table().detach())
-    n = data.x_train.shape[0]
-    orders = data_orders(n, 1, cfg["seeds"])
-    xe, ye = data.x_test[:cfg["n_eval"]], data.y_test[:cfg["n_eval"]]
+    # one cell per scheme, through the executor `reproduce --workers/--scheduler` chose (serial by default)
+    specs = [{"scheme": name, "cfg": cfg, "netcfg": netcfg, "tables": tables} for name in SCHEMES]
     curves = {}
-    for name, scheme in SCHEMES.items():
-        t0 = time.perf_counter()
-        nets = init_networks(netcfg, cfg["seeds"])
-        accs = accuracy_curve(nets, data, tables, orders, cfg["points"], scheme, xe, ye)
-        curves[name] = {"samples": cfg["points"], "accuracy": accs,
-                        "final_test_accuracy": accuracy(nets, data.x_test, data.y_test).tolist(),
-                        "seconds": time.perf_counter() - t0}
+    for i, cell in current_executor().run(run_cell, specs):
+        if isinstance(cell, BaseException):
+            raise cell
+        curves[specs[i]["scheme"]] = cell
+    curves = {name: curves[name] for name in SCHEMES}  # in the schemes' order, however they finished
     rows = [{"scheme": k, "samples": p, "accuracy_mean": summarize(a)["mean"], "accuracy_std": summarize(a)["std"],
              "per_seed": a} for k, c in curves.items() for p, a in zip(c["samples"], c["accuracy"])]
     results = {"config": cfg, "curves": curves, "seconds": time.perf_counter() - t_start}
     return finish(out, "fig6", cfg, results, rows, plot, report)
+
+
+def run_cell(sp: dict) -> dict:
+    """One scheme's curve: the seeds' networks trained on the dataset, evaluated at each point."""
+    cfg = sp["cfg"]
+    data = cached_dataset(cfg["dataset"], n_train=cfg["n_train"], n_test=cfg["n_test"], seed=0)
+    t0 = time.perf_counter()
+    orders = data_orders(data.x_train.shape[0], 1, cfg["seeds"])
+    xe, ye = data.x_test[:cfg["n_eval"]], data.y_test[:cfg["n_eval"]]
+    nets = init_networks(sp["netcfg"], cfg["seeds"])
+    accs = accuracy_curve(nets, data, sp["tables"], orders, cfg["points"], SCHEMES[sp["scheme"]], xe, ye)
+    return {"samples": cfg["points"], "accuracy": accs,
+            "final_test_accuracy": accuracy(nets, data.x_test, data.y_test).tolist(),
+            "seconds": time.perf_counter() - t0}
 
 
 def plot(results: dict, out: Path) -> None:

@@ -30,6 +30,7 @@ import torch
 
 from .. import robustness as rb
 from ..io import write_json
+from ..sweep.executor import current as current_executor
 from .common import finish, md_table, pyplot, save_fig, write_report
 
 PAPER = {"plastic-T3": (0.60, 0.36), "plastic-T1star": (0.12, 0.00), "plastic-T1": (0.00, 0.00)}
@@ -123,7 +124,7 @@ def run(out: Path, quick: bool = False, **overrides) -> dict:
     trained = rb.train_models(setup, seeds, models_dir, train, log=log)
     train_seconds = time.perf_counter() - t0
     proto_key = json.dumps(asdict(proto), sort_keys=True, default=list)
-    evals = {}
+    evals, todo = {}, []
     for s in seeds:
         for name in setup.models:
             model, info = trained[name][s]
@@ -141,31 +142,23 @@ def run(out: Path, quick: bool = False, **overrides) -> dict:
                     old["gates"] = rb.gates(old, proto, old.get("scale"))
                     evals[(name, s)] = old
                     continue
-            log(f"[robustness] {name} seed {s}: attacking {x.shape[0]} images")
-            seed = 1000 * s + rb.MODELS.index(name) if name in rb.MODELS else s
-            res = rb.evaluate(model, x, y, proto, source=source, seed=seed, log=log,
-                              fig_images=int(cfg["fig_images"]))
-            sc = rb.scale_check(model, x, y, proto, res, source=source, seed=seed)
-            res["scale"] = sc
-            res["unstable"] = rb.unstable_predictions(model, x)
-            res["gates"] = rb.gates(res, proto, sc)
-            res["model"] = name
-            res["seed"] = s
-            res["source"] = src_name if source is not None else None
-            res["train"] = {k: info.get(k) for k in ("train_seconds", "test_accuracy", "train_accuracy")}
-            res["protocol_key"] = proto_key
-            res["spec"] = info.get("spec")
-            res["rounds"] = rb.round_activity(model, x)
-            write_json(path, res)
-            evals[(name, s)] = res
-            g = res["gates"]
-            J = len(proto.eps)
-            j2 = proto.eps.index(2.0) if 2.0 in proto.eps else 0
-            log(f"[robustness] {name} seed {s}: clean {res['clean_correct'] / res['n']:.3f}, worst-case robust at "
-                f"eps={proto.eps[j2]:g} {rb.rate(res['curves']['worst'], j2):.3f} (paper attack "
-                f"{rb.rate(res['curves']['paper'], j2):.3f}), gates failed: "
-                f"{[k for k, v in g.items() if not v['ok']] or 'none'}; {res['seconds'] + sum(f['seconds'] for f in sc['factors'].values()):.0f} s")
-            del J
+            todo.append({"name": name, "s": s, "model": model, "source": source, "src_name": src_name,
+                         "info": info, "x": x, "y": y, "proto": proto, "proto_key": proto_key,
+                         "fig_images": int(cfg["fig_images"]), "path": path})
+    # the evaluations run through the executor `reproduce --workers/--scheduler` chose (serial by default)
+    for i, res in current_executor().run(eval_cell, todo):
+        if isinstance(res, BaseException):
+            raise res
+        name, s, sc = todo[i]["name"], todo[i]["s"], res["scale"]
+        write_json(todo[i]["path"], res)
+        evals[(name, s)] = res
+        g = res["gates"]
+        j2 = proto.eps.index(2.0) if 2.0 in proto.eps else 0
+        log(f"[robustness] {name} seed {s}: clean {res['clean_correct'] / res['n']:.3f}, worst-case robust at "
+            f"eps={proto.eps[j2]:g} {rb.rate(res['curves']['worst'], j2):.3f} (paper attack "
+            f"{rb.rate(res['curves']['paper'], j2):.3f}), gates failed: "
+            f"{[k for k, v in g.items() if not v['ok']] or 'none'}; {res['seconds'] + sum(f['seconds'] for f in sc['factors'].values()):.0f} s")
+    evals = {(n, s): evals[(n, s)] for s in seeds for n in setup.models if (n, s) in evals}
     results = summarize(cfg, proto, evals, seeds, setup.models, train_seconds, trained)
     results["seconds"] = time.perf_counter() - t_start
     rows = []
@@ -227,6 +220,27 @@ def summarize(cfg, proto, evals, seeds, names, train_seconds, trained) -> dict:
 # --------------------------------------------------------------------------- #
 # Figures
 # --------------------------------------------------------------------------- #
+
+def eval_cell(sp: dict) -> dict:
+    """Attack one trained model (one model kind, one seed) with the whole protocol."""
+    name, s, model, source, x, y, proto = (sp[k] for k in ("name", "s", "model", "source", "x", "y", "proto"))
+    log = (lambda m: print(m, file=sys.stderr, flush=True))  # noqa: E731
+    log(f"[robustness] {name} seed {s}: attacking {x.shape[0]} images")
+    seed = 1000 * s + rb.MODELS.index(name) if name in rb.MODELS else s
+    res = rb.evaluate(model, x, y, proto, source=source, seed=seed, log=log, fig_images=sp["fig_images"])
+    sc = rb.scale_check(model, x, y, proto, res, source=source, seed=seed)
+    res["scale"] = sc
+    res["unstable"] = rb.unstable_predictions(model, x)
+    res["gates"] = rb.gates(res, proto, sc)
+    res["model"] = name
+    res["seed"] = s
+    res["source"] = sp["src_name"] if source is not None else None
+    res["train"] = {k: sp["info"].get(k) for k in ("train_seconds", "test_accuracy", "train_accuracy")}
+    res["protocol_key"] = sp["proto_key"]
+    res["spec"] = sp["info"].get("spec")
+    res["rounds"] = rb.round_activity(model, x)
+    return res
+
 
 def _xpos(eps):
     """Plot positions: the grid up to 4 as is, a larger eps one step further."""

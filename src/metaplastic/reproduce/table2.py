@@ -20,12 +20,13 @@ from pathlib import Path
 
 import torch
 
-from ..data import load_dataset
 from ..errors import MetaplasticError
 from ..learner import Scheme, Tables, data_orders, train_rules
 from ..network import NetworkConfig, accuracy, init_networks, project
 from ..readout import hidden_states, readout_ceiling
 from ..rules import perceptron_table
+from ..sweep.executor import current as current_executor
+from ..sweep.tasks import cached_dataset
 from .common import finish, fmt_pm, md_table, pyplot, save_fig, summarize
 from .rules import load_shipped
 
@@ -122,41 +123,27 @@ def run(out: Path, quick: bool = False, semantics: dict | None = None) -> dict:
         sems[tag] = {**sem, "graph_rule_source": ms[t3].get("graph_source")}
     if sems:
         results["semantics"] = sems
-    for ds in cfg["datasets"]:
-        try:
-            data = load_dataset(ds, n_train=cfg["n_train"], n_test=cfg["n_test"], seed=0)
-        except MetaplasticError as e:
-            results["skipped"][ds] = str(e)
+    # one cell per (dataset, model), through the executor `reproduce --workers/--scheduler` chose (serial by default)
+    specs = [{"dataset": ds, "name": name, "m": m, "cfg": cfg, "quick": quick, "sem": sem}
+             for ds in cfg["datasets"] for name, m in ms.items()]
+    got = {}
+    for i, cell in current_executor().run(run_cell, specs):
+        if isinstance(cell, BaseException):
+            raise cell
+        got[i] = cell
+    for i, sp in enumerate(specs):  # in the table's order, however the cells finished
+        cell, ds, name = got[i], sp["dataset"], sp["name"]
+        if "skipped" in cell:
+            results["skipped"].setdefault(ds, cell["skipped"])
             continue
-        for name, m in ms.items():
-            t0 = time.perf_counter()
-            netcfg = NetworkConfig(d=data.dim, n_classes=data.n_classes, vertices=cfg["vertices"],
-                                   cap=cfg["cap"], rounds=m["rounds"], input_weights=m["input_weights"],
-                                   recurrence=sem["recurrence"], firing=sem["firing"])
-            nets = init_networks(netcfg, cfg["seeds"])
-            tables = Tables(output=perceptron_table(m["rounds"]), graph=m["graph"])
-            n = data.x_train.shape[0]
-            form = m.get("output_input", sem["output_input"])
-            train_rules(nets, data.x_train, data.y_train, tables, data_orders(n, cfg["epochs"], cfg["seeds"]),
-                        Scheme(output_input=form))
-            tr = accuracy(nets, data.x_train, data.y_train).tolist()
-            te = accuracy(nets, data.x_test, data.y_test).tolist()
-            # the best linear readout of seed 0's trained representation: no output rule can beat it
-            # (the bit-form rows predict from the same hidden state as their value-form twins)
-            ceiling = None if form == "bit" else readout_ceiling(
-                hidden_states(nets, data.x_train), data.y_train, hidden_states(nets, data.x_test), data.y_test,
-                max_iter=50 if quick else 300)
-            cell = {"train": summarize(tr), "test": summarize(te), "seconds": time.perf_counter() - t0,
-                    "paper": PAPER.get((_base(name), ds)),
-                    "firing_per_round": firing_per_round(nets, data.x_test[:1000]),
-                    "readout_ceiling": ceiling,
-                    "drive_correlation": drive_correlation(nets, data.x_train[:2000])}
-            results["cells"][f"{name}|{ds}"] = cell
-            rows.append({"model": name, "dataset": ds, "test_mean": cell["test"]["mean"],
-                         "test_std": cell["test"]["std"], "test_ci95": cell["test"]["ci95"],
-                         "train_mean": cell["train"]["mean"], "paper": cell["paper"], "per_seed_test": te,
-                         "seconds": cell["seconds"],
-                         "readout_ceiling_seed0": None if ceiling is None else ceiling["test"]})
+        te = cell.pop("per_seed_test")
+        results["cells"][f"{name}|{ds}"] = cell
+        ceiling = cell["readout_ceiling"]
+        rows.append({"model": name, "dataset": ds, "test_mean": cell["test"]["mean"],
+                     "test_std": cell["test"]["std"], "test_ci95": cell["test"]["ci95"],
+                     "train_mean": cell["train"]["mean"], "paper": cell["paper"], "per_seed_test": te,
+                     "seconds": cell["seconds"],
+                     "readout_ceiling_seed0": None if ceiling is None else ceiling["test"]})
     for key, cell in kept["cells"].items():
         results["cells"][key] = cell
         name, ds = key.split("|")
@@ -169,6 +156,38 @@ def run(out: Path, quick: bool = False, semantics: dict | None = None) -> dict:
     rows.sort(key=lambda r: _tag(r["model"]) != "text")
     results["seconds"] = time.perf_counter() - t_start
     return finish(out, "table2-accuracy", cfg, results, rows, plot, report)
+
+
+def run_cell(sp: dict) -> dict:
+    """One row of Table 2 on one dataset: the seeds' networks trained, evaluated and diagnosed."""
+    ds, name, m, cfg, quick, sem = sp["dataset"], sp["name"], sp["m"], sp["cfg"], sp["quick"], sp["sem"]
+    try:
+        data = cached_dataset(ds, n_train=cfg["n_train"], n_test=cfg["n_test"], seed=0)
+    except MetaplasticError as e:
+        return {"skipped": str(e)}
+    t0 = time.perf_counter()
+    netcfg = NetworkConfig(d=data.dim, n_classes=data.n_classes, vertices=cfg["vertices"],
+                           cap=cfg["cap"], rounds=m["rounds"], input_weights=m["input_weights"],
+                           recurrence=sem["recurrence"], firing=sem["firing"])
+    nets = init_networks(netcfg, cfg["seeds"])
+    tables = Tables(output=perceptron_table(m["rounds"]), graph=m["graph"])
+    n = data.x_train.shape[0]
+    form = m.get("output_input", sem["output_input"])
+    train_rules(nets, data.x_train, data.y_train, tables, data_orders(n, cfg["epochs"], cfg["seeds"]),
+                Scheme(output_input=form))
+    tr = accuracy(nets, data.x_train, data.y_train).tolist()
+    te = accuracy(nets, data.x_test, data.y_test).tolist()
+    # the best linear readout of seed 0's trained representation: no output rule can beat it
+    # (the bit-form rows predict from the same hidden state as their value-form twins)
+    ceiling = None if form == "bit" else readout_ceiling(
+        hidden_states(nets, data.x_train), data.y_train, hidden_states(nets, data.x_test), data.y_test,
+        max_iter=50 if quick else 300)
+    return {"train": summarize(tr), "test": summarize(te), "seconds": time.perf_counter() - t0,
+            "paper": PAPER.get((_base(name), ds)),
+            "firing_per_round": firing_per_round(nets, data.x_test[:1000]),
+            "readout_ceiling": ceiling,
+            "drive_correlation": drive_correlation(nets, data.x_train[:2000]),
+            "per_seed_test": te}
 
 
 def plot(results: dict, out: Path) -> None:
