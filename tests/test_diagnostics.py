@@ -75,6 +75,21 @@ def test_warnings_silent_round_single_class_below_majority():
     assert degeneracy_warnings(d, [0.99, 0.99]) == []
 
 
+def test_silent_round_warns_under_top_k_firing():
+    """Under the code's firing every round *fires* k units, a silent one too: the warning
+    goes by activity (non-zero values), which firing_per_round alone would hide."""
+    nets, data = _nets()
+    from dataclasses import replace
+    nets.config = replace(nets.config, firing="top-k")
+    nets.W.copy_(-100.0 * nets.G)
+    d = diagnose(nets, data.x_test, data.y_test)
+    k_share = nets.config.cap / nets.config.vertices
+    assert d["firing_per_round"][0] == pytest.approx([k_share] * 3, abs=1e-12)
+    assert d["active_per_round"][0][1] == 0.0 < d["active_per_round"][0][0]
+    assert d["silent_per_round"][0][1] == 1.0
+    assert any("network 0 has round 2" in s and "silent" in s for s in degeneracy_warnings(d, [0.9, 0.9]))
+
+
 def test_train_json_has_diagnostics(capsys):
     assert main(["train", "--json", "--dataset", "relu1", "--rounds", "3", "--graph-rule", "hebb",
                  "--ensemble", "2", *SMALL]) == 0

@@ -8,7 +8,7 @@ and ``learn-rule`` therefore report, per network, the fraction of units firing
 in each round and the share of the most frequent prediction, and warn
 (:func:`degeneracy_warnings`) when
 
-* a round is silent (no unit fires) for most inputs,
+* a round is silent (no unit active) for most inputs,
 * a network predicts one class for nearly all inputs,
 * a network's test accuracy is not above the majority-class rate.
 
@@ -24,7 +24,7 @@ import torch
 from .errors import MetaplasticError, TrainingDiverged
 from .network import Networks, fired, project, run_rounds
 
-#: A round is "silent for most inputs" when no unit fires in it for more than this share of inputs.
+#: A round is "silent for most inputs" when no unit is active in it for more than this share of inputs.
 SILENT_SHARE = 0.5
 #: A network "predicts a single class" when its most frequent prediction has at least this share...
 SINGLE_CLASS_SHARE = 0.95
@@ -35,8 +35,12 @@ def diagnose(nets: Networks, x: torch.Tensor, y: torch.Tensor, batch_size: int =
     """Per-network firing and prediction statistics on inputs ``x`` (labels ``y``).
 
     Returns plain lists: ``firing_per_round`` ``[B][T]`` (mean fraction of units
-    firing in each round), ``silent_per_round`` ``[B][T]`` (share of inputs with
-    no unit firing in that round), ``majority_prediction_share`` ``[B]`` and
+    firing in each round, under the config's notion of firing), ``active_per_round``
+    ``[B][T]`` (mean fraction of units with a non-zero value: the same under the
+    text's firing; under top-k firing every round *fires* k units, a silent one
+    included, so activity is what shows a dead round), ``silent_per_round``
+    ``[B][T]`` (share of inputs with no active unit in that round),
+    ``majority_prediction_share`` ``[B]`` and
     ``predicted_class`` ``[B]`` (the most frequent prediction), the labels'
     ``majority_class_rate``, and ``finite_logits`` ``[B]``.
     """
@@ -45,6 +49,7 @@ def diagnose(nets: Networks, x: torch.Tensor, y: torch.Tensor, batch_size: int =
     if n == 0:
         raise MetaplasticError("diagnose needs at least one input")
     fire = torch.zeros(B, T, dtype=torch.float64)
+    active = torch.zeros(B, T, dtype=torch.float64)
     silent = torch.zeros(B, T, dtype=torch.float64)
     counts = torch.zeros(B, c.n_classes, dtype=torch.long)
     finite = torch.ones(B, dtype=torch.bool)
@@ -56,15 +61,16 @@ def diagnose(nets: Networks, x: torch.Tensor, y: torch.Tensor, batch_size: int =
         logits = torch.bmm(h, nets.U)
         finite &= torch.isfinite(logits).flatten(1).all(1).cpu()
         for t, st in enumerate(states):
-            f = fired(st, c)                                    # [B, m, V]
-            per_input = f.sum(-1)                               # [B, m]
-            fire[:, t] += per_input.sum(1).double().cpu() / V
+            fire[:, t] += fired(st, c).sum((1, 2)).double().cpu() / V
+            per_input = (st != 0).sum(-1)                       # [B, m] active units
+            active[:, t] += per_input.sum(1).double().cpu() / V
             silent[:, t] += (per_input == 0).sum(1).double().cpu()
         pred = logits.argmax(-1).cpu()                          # [B, m]
         counts += torch.nn.functional.one_hot(pred, c.n_classes).sum(1)
     share, cls = counts.max(1)
     labels = torch.bincount(y.reshape(-1).cpu().long(), minlength=c.n_classes)
-    return {"firing_per_round": (fire / n).tolist(), "silent_per_round": (silent / n).tolist(),
+    return {"firing_per_round": (fire / n).tolist(), "active_per_round": (active / n).tolist(),
+            "silent_per_round": (silent / n).tolist(),
             "majority_prediction_share": (share.double() / n).tolist(), "predicted_class": cls.tolist(),
             "majority_class_rate": float(labels.max()) / max(int(labels.sum()), 1),
             "finite_logits": finite.tolist()}
@@ -91,7 +97,7 @@ def degeneracy_warnings(diag: dict, test_accuracy, *, what: str = "network") -> 
         if silent:
             share = max(diag["silent_per_round"][b][t - 1] for t in silent)
             out.append(f"{name(b)} has round{'s' if len(silent) > 1 else ''} "
-                       f"{', '.join(map(str, silent))} silent (no unit fires) for up to {share:.0%} "
+                       f"{', '.join(map(str, silent))} silent (no unit active) for up to {share:.0%} "
                        f"of test inputs")
         share = diag["majority_prediction_share"][b]
         if share >= SINGLE_CLASS_SHARE and rate < SINGLE_CLASS_SHARE:
@@ -111,7 +117,10 @@ def summary(diag: dict, warnings: list[str]) -> dict:
     B = len(fpr)
     mean = [sum(f[t] for f in fpr) / B for t in range(len(fpr[0]))]
     share = diag["majority_prediction_share"]
+    act = diag["active_per_round"]
     return {"firing_per_round": mean, "firing_per_round_per_network": fpr,
+            "active_per_round": [sum(a[t] for a in act) / B for t in range(len(act[0]))],
+            "active_per_round_per_network": act,
             "silent_per_round_per_network": diag["silent_per_round"],
             "majority_prediction_share": sum(share) / B, "majority_prediction_share_per_network": share,
             "majority_class_rate": diag["majority_class_rate"], "warnings": warnings}
