@@ -222,3 +222,33 @@ def test_local_processes_without_dask_give_the_same_files(tmp_path):
     assert rows(tmp_path / "proc" / "results.csv") == rows(tmp_path / "serial" / "results.csv")
     assert sorted(p.name for p in (tmp_path / "proc" / "cells").iterdir()) == \
         sorted(p.name for p in (tmp_path / "serial" / "cells").iterdir())
+
+
+GRID_CODE = """
+command = "train"
+[base]
+dataset = "halfspace"
+n_train = 300
+n_test = 200
+vertices = 20
+cap = 10
+rounds = 3
+graph_rule = "hebb"
+recurrence = "w(h+ax)"
+firing = "top-k"
+[axes]
+seed = [0, 1]
+"""
+
+
+def test_seed_batching_keeps_the_semantics_switches(tmp_path):
+    """A batched seed group trains under the cells' recurrence and firing, as the cells alone do."""
+    grid = write(tmp_path, GRID_CODE)
+    a = run_sweep(grid, tmp_path / "batched", stream=QUIET())
+    b = run_sweep(grid, tmp_path / "alone", batch_seeds=False, stream=QUIET())
+    assert {r["batched"] for r in a["records"]} == {2}
+    for ra, rb in zip(a["records"], b["records"]):
+        assert ra["result"]["network"]["recurrence"] == "w(h+ax)"
+        assert ra["result"]["network"]["firing"] == "top-k"
+        for m in ("train_accuracy", "test_accuracy"):
+            assert abs(ra["metrics"][m] - rb["metrics"][m]) <= 2 / 200 + 1e-12

@@ -103,6 +103,21 @@ def add_data_args(p: argparse.ArgumentParser, dataset="halfspace") -> None:
                         "label + 1, every class in the training split)")
 
 
+def add_scheme_args(g) -> None:
+    """The update scheme's flags (A.4, appendix B), the same for ``train`` and ``learn-rule``."""
+    g.add_argument("--update-on", choices=["misclassified", "all"], default="misclassified")
+    g.add_argument("--output-rows", choices=["true-and-predicted", "all"], default="true-and-predicted")
+    g.add_argument("--output-input", choices=["value", "bit"], default=None,
+                   help="scale output updates of fired units by their value (appendix B, default) or not")
+
+
+def add_backend_arg(g, help=None) -> None:
+    """``--backend`` (the rule-training loop; see ``learner.train_rules``)."""
+    g.add_argument("--backend", choices=["auto", "torch", "compiled"], default=None,
+                   help=help or "rule-training loop: compiled (numba, CPU), torch (any device), or auto = "
+                                "compiled on the CPU where it can run (default: $METAPLASTIC_BACKEND or auto)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = _Parser(prog="metaplastic", description=__doc__.split("\n\n")[0].replace("``", ""))
     from . import __version__
@@ -117,10 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     r = t.add_argument_group("rules and schemes (section 2, A.1, A.4)")
     r.add_argument("--graph-rule", default="none", help="none, hebb, or a rule FILE (default %(default)s)")
     r.add_argument("--output-rule", default="perceptron", help="perceptron, winnow, or a rule FILE (default %(default)s)")
-    r.add_argument("--update-on", choices=["misclassified", "all"], default="misclassified")
-    r.add_argument("--output-rows", choices=["true-and-predicted", "all"], default="true-and-predicted")
-    r.add_argument("--output-input", choices=["value", "bit"], default=None,
-                   help="scale output updates of fired units by their value (appendix B, default) or not")
+    add_scheme_args(r)
     r.add_argument("--eta", type=_finite, default=None, help="step size (default: the rule's own, 0.01)")
     r.add_argument("--epochs", type=_positive_int, default=1)
     r.add_argument("--gd", choices=["none", "output", "all"], default="none",
@@ -133,9 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--device", default="cpu", help="cpu or cuda (default %(default)s)")
     e.add_argument("--dtype", choices=["float32", "float64"], default="float32")
     e.add_argument("--threads", type=_positive_int, default=None, help="CPU threads for torch")
-    e.add_argument("--backend", choices=["auto", "torch", "compiled"], default=None,
-                   help="rule-training loop: compiled (numba, CPU), torch (any device), or auto = "
-                        "compiled on the CPU where it can run (default: $METAPLASTIC_BACKEND or auto)")
+    add_backend_arg(e)
     add_semantics_args(t)
     e.add_argument("--out", default=None, help="folder to write config.json, results.json and networks.pt")
     e.add_argument("--json", action="store_true", help="print one JSON object on stdout")
@@ -163,10 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "seed 0 learned a rule that trains to 0.154, see docs/DESIGN.md)")
     r.add_argument("--output-rule", default="perceptron", help="fixed output rule when learning only the graph rule")
     r.add_argument("--graph-rule", default="none", help="fixed graph rule when learning only the output rule")
-    r.add_argument("--update-on", choices=["misclassified", "all"], default="misclassified")
-    r.add_argument("--output-rows", choices=["true-and-predicted", "all"], default="true-and-predicted")
-    r.add_argument("--output-input", choices=["value", "bit"], default=None,
-                   help="scale output updates of fired units by their value (appendix B, default) or not")
+    add_scheme_args(r)
     add_semantics_args(m, meta=True)
     o = m.add_argument_group("the outer loop")
     o.add_argument("--batch", type=_positive_int, default=100, help="examples per inner training (default %(default)s)")
@@ -190,9 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--device", default="cpu")
     e.add_argument("--dtype", choices=["float32", "float64"], default="float32")
     e.add_argument("--threads", type=_positive_int, default=None)
-    e.add_argument("--backend", choices=["auto", "torch", "compiled"], default=None,
-                   help="rule-training loop: compiled (numba, CPU), torch (any device), or auto = "
-                        "compiled on the CPU where it can run (default: $METAPLASTIC_BACKEND or auto)")
+    add_backend_arg(e)
     e.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     e.add_argument("--no-progress", action="store_true")
 
@@ -211,8 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="with all: sections run in this many worker processes at once (default: the CPU count)")
     rp.add_argument("--resume", action="store_true",
                     help="with all: keep the sections of an earlier run in --out that finished")
-    rp.add_argument("--backend", choices=["auto", "torch", "compiled"], default=None,
-                    help="rule-training loop of every section (default: $METAPLASTIC_BACKEND or auto)")
+    add_backend_arg(rp, help="rule-training loop of every section (default: $METAPLASTIC_BACKEND or auto)")
     add_semantics_args(rp)
     rp.add_argument("--workers", type=_positive_int, default=None,
                     help="run the section's cells on a local Dask cluster of N processes (fig3, fig6, table2-accuracy)")
@@ -251,14 +255,9 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
-def _check_out_dir(out) -> None:
-    """Fail before training, not after it, when ``--out`` cannot be a folder."""
+def _check_writable_above(out, parent) -> None:
+    """The nearest existing folder at or above ``parent`` is a folder we may write in."""
     import os
-    from pathlib import Path
-    path = Path(out).expanduser()
-    if path.exists() and not path.is_dir():
-        raise MetaplasticError(f"--out {out}: exists and is not a folder")
-    parent = path
     while not parent.exists():
         parent = parent.parent
     if not parent.is_dir():
@@ -267,21 +266,23 @@ def _check_out_dir(out) -> None:
         raise MetaplasticError(f"--out {out}: no permission to write in {parent}")
 
 
+def _check_out_dir(out) -> None:
+    """Fail before training, not after it, when ``--out`` cannot be a folder."""
+    from pathlib import Path
+    path = Path(out).expanduser()
+    if path.exists() and not path.is_dir():
+        raise MetaplasticError(f"--out {out}: exists and is not a folder")
+    _check_writable_above(out, path)
+
+
 def _check_out_file(out) -> None:
     """Fail before the work, not after it, when the file ``--out`` cannot be written."""
-    import os
     from pathlib import Path
     path = Path(out).expanduser()
     if path.is_dir():
         raise MetaplasticError(f"--out {out}: is a folder; --out names the rule file to write "
                                f"(e.g. {path / 'learned-rule.json'})")
-    parent = path.parent
-    while not parent.exists():
-        parent = parent.parent
-    if not parent.is_dir():
-        raise MetaplasticError(f"--out {out}: {parent} is not a folder")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise MetaplasticError(f"--out {out}: no permission to write in {parent}")
+    _check_writable_above(out, path.parent)
 
 
 def _finite_json(obj):

@@ -106,6 +106,33 @@ def make_progress(total: int, desc: str, enabled: bool, unit: str = "ex"):
     return bar.update, bar.close
 
 
+def network_config(job: TaskSpec, data) -> NetworkConfig:
+    """The network of ``job`` on ``data``, its semantics (recurrence, firing) included."""
+    return NetworkConfig(d=data.dim, n_classes=data.n_classes, vertices=job.vertices, cap=job.cap,
+                         rounds=job.rounds, p=job.p, input_weights=job.input_weights,
+                         recurrence=job.recurrence, firing=job.firing)
+
+
+def train_rules_of(job: TrainJob, dtype, semantics: dict):
+    """``(mode, output rule, graph rule)`` of a ``train`` job; ``("additive", None, None)`` for GD.
+
+    ``semantics`` (``semantics.record(job)``) is what a learned rule is checked against.
+    """
+    if job.gd != "none":
+        return "additive", None, None
+    out_rule = resolve_rule(job.output_rule, "output", job.rounds, job.eta, dtype, semantics)
+    graph_rule = None
+    if job.graph_rule != "none":
+        if job.rounds == 1:
+            raise MetaplasticError("a graph rule needs --rounds >= 2: at T = 1 the graph "
+                                   "never influences the output")
+        graph_rule = resolve_rule(job.graph_rule, "graph", job.rounds, job.eta, dtype, semantics)
+        if graph_rule.mode != out_rule.mode:
+            raise MetaplasticError("the graph and output rules must both be additive or both "
+                                   "multiplicative (weights start at 0 or at 1 for both)")
+    return out_rule.mode, out_rule, graph_rule
+
+
 def run_train(job: TrainJob, *, progress: bool = True, out: str | Path | None = None) -> dict:
     """Train ``job.ensemble`` networks and evaluate them; see ``metaplastic train --help``."""
     from .data import load_dataset
@@ -117,25 +144,11 @@ def run_train(job: TrainJob, *, progress: bool = True, out: str | Path | None = 
         torch.set_num_threads(job.threads)
     data = load_dataset(job.dataset, n_train=job.n_train, n_test=job.n_test, seed=job.seed,
                         data_dir=job.data_dir, n_classes=job.n_classes)
-    cfg = NetworkConfig(d=data.dim, n_classes=data.n_classes, vertices=job.vertices, cap=job.cap,
-                        rounds=job.rounds, p=job.p, input_weights=job.input_weights,
-                        recurrence=job.recurrence, firing=job.firing)
+    cfg = network_config(job, data)
     semantics = record(job)
     seeds = [job.seed + b for b in range(job.ensemble)]
     scheme = Scheme(job.update_on, job.output_rows, job.output_input)
-    out_rule = graph_rule = None
-    mode = "additive"
-    if job.gd == "none":
-        out_rule = resolve_rule(job.output_rule, "output", job.rounds, job.eta, dtype, semantics)
-        mode = out_rule.mode
-        if job.graph_rule != "none":
-            if job.rounds == 1:
-                raise MetaplasticError("a graph rule needs --rounds >= 2: at T = 1 the graph "
-                                       "never influences the output")
-            graph_rule = resolve_rule(job.graph_rule, "graph", job.rounds, job.eta, dtype, semantics)
-            if graph_rule.mode != mode:
-                raise MetaplasticError("the graph and output rules must both be additive or both "
-                                       "multiplicative (weights start at 0 or at 1 for both)")
+    mode, out_rule, graph_rule = train_rules_of(job, dtype, semantics)
     from .memory import check, train_estimate
     check(train_estimate(B=job.ensemble, V=job.vertices, d=data.dim, l=data.n_classes, T=job.rounds,
                          n_train=data.x_train.shape[0], n_test=data.x_test.shape[0],

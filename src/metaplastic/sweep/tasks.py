@@ -154,10 +154,10 @@ def train_batched(jobs) -> list[dict]:
     import torch
 
     from ..errors import MetaplasticError
-    from ..io import resolve_rule
     from ..learner import Scheme, Tables, data_orders, train_gd, train_rules
-    from ..network import NetworkConfig, accuracy, init_networks
-    from ..runner import DTYPES, resolve_device
+    from ..network import accuracy, init_networks
+    from ..runner import DTYPES, network_config, resolve_device, train_rules_of
+    from ..semantics import record
     j0 = jobs[0]
     for j in jobs:
         j.validate()
@@ -169,21 +169,9 @@ def train_batched(jobs) -> list[dict]:
     datas = [cached_dataset(j.dataset, n_train=j.n_train, n_test=j.n_test, seed=j.seed, data_dir=j.data_dir,
                             **extra) for j in jobs]
     d0 = datas[0]
-    cfg = NetworkConfig(d=d0.dim, n_classes=d0.n_classes, vertices=j0.vertices, cap=j0.cap, rounds=j0.rounds,
-                        p=j0.p, input_weights=j0.input_weights)
+    cfg = network_config(j0, d0)
     seeds = [j.seed for j in jobs]
-    mode, out_rule, graph_rule = "additive", None, None
-    if j0.gd == "none":
-        out_rule = resolve_rule(j0.output_rule, "output", j0.rounds, j0.eta, dtype)
-        mode = out_rule.mode
-        if j0.graph_rule != "none":
-            if j0.rounds == 1:
-                raise MetaplasticError("a graph rule needs --rounds >= 2: at T = 1 the graph "
-                                       "never influences the output")
-            graph_rule = resolve_rule(j0.graph_rule, "graph", j0.rounds, j0.eta, dtype)
-            if graph_rule.mode != mode:
-                raise MetaplasticError("the graph and output rules must both be additive or both "
-                                       "multiplicative (weights start at 0 or at 1 for both)")
+    mode, out_rule, graph_rule = train_rules_of(j0, dtype, record(j0))
     nets = init_networks(cfg, seeds, mode=mode, dtype=dtype, device=dev)
     # each member's own training set, one block each; its order indexes into its block
     x = torch.cat([d.x_train for d in datas])
