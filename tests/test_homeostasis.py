@@ -55,3 +55,16 @@ def test_homeostatic_training_keeps_norms_and_equals_plain_without_it():
     assert bool(live.any())
     assert torch.allclose(norms[live], torch.full_like(norms[live], 1.5), rtol=1e-4)
     assert bool(((nets.W != 0) <= (nets.G != 0)).all())  # nothing off the graph
+
+
+def test_centering_balances_columns_on_the_graph():
+    g = torch.Generator().manual_seed(3)
+    G = (torch.rand(1, 25, 25, generator=g) < 0.5).float()
+    W = -torch.rand(1, 25, 25, generator=g) * G          # all negative (anti-Hebb-like)
+    R = rescale_columns(W, 1.0, G=G)
+    assert bool(((R != 0) <= (G != 0)).all())
+    live = G.sum(dim=-2) > 1
+    col_sum = R.sum(dim=-2)
+    assert torch.allclose(col_sum[live], torch.zeros_like(col_sum[live]), atol=1e-5)
+    assert torch.allclose(R.norm(dim=-2)[live], torch.ones_like(col_sum[live]), rtol=1e-5)
+    assert bool((R > 0).any())                            # no longer all negative

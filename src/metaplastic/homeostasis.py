@@ -15,6 +15,14 @@ stay zero.
 runs :func:`metaplastic.learner.train_rules` on consecutive slices of each
 network's example order and rescales between slices (an ensemble of B
 networks is scaled column by column, network by network).
+
+With ``center=True`` each column is first shifted to mean zero over its graph
+edges (the mask is kept), so a unit's recurrent excitation and inhibition
+balance (E/I balance; van Vreeswijk & Sompolinsky 1996, Science 274:1724;
+inhibitory plasticity that restores it: Vogels et al. 2011, Science 334:1569).
+Without it a rule whose updates are all negative (anti-Hebb, the learned
+relu1 rule) keeps a normalized but all-negative W, and the ReLU silences the
+next round whatever its norm.
 """
 
 from __future__ import annotations
@@ -34,6 +42,7 @@ class Homeostasis:
 
     norm: float
     interval: int = 100
+    center: bool = False
 
     def __post_init__(self):
         if not (isinstance(self.norm, (int, float)) and self.norm > 0 and self.norm < float("inf")):
@@ -42,11 +51,23 @@ class Homeostasis:
             raise MetaplasticError(f"homeostasis interval must be a positive integer, got {self.interval!r}")
 
 
-def rescale_columns(W: torch.Tensor, norm: float, eps: float = 1e-12) -> torch.Tensor:
+def center_columns(W: torch.Tensor, G: torch.Tensor) -> torch.Tensor:
+    """W with each column's mean over its edges (``G != 0``) subtracted, off-graph entries zero."""
+    m = G != 0
+    cnt = m.sum(dim=-2, keepdim=True).clamp_min(1)
+    mean = (W * m).sum(dim=-2, keepdim=True) / cnt
+    return torch.where(m, W - mean, torch.zeros_like(W))
+
+
+def rescale_columns(W: torch.Tensor, norm: float, eps: float = 1e-12,
+                    G: torch.Tensor | None = None) -> torch.Tensor:
     """W ``[..., V, V]`` with every non-zero column ``W[..., :, j]`` scaled to L2 norm ``norm``.
 
     Scaling keeps zeros zero, so the graph mask is kept; an all-zero column stays zero.
+    With the graph mask ``G`` given, columns are first centred (:func:`center_columns`).
     """
+    if G is not None:
+        W = center_columns(W, G)
     n = W.norm(dim=-2, keepdim=True)
     return torch.where(n > eps, W * (norm / n.clamp_min(eps)), torch.zeros_like(W))
 
@@ -66,7 +87,8 @@ def train_rules_homeostatic(nets: Networks, x: torch.Tensor, y: torch.Tensor, ta
         return train_rules(nets, x, y, tables, orders, scheme, **kw)[0]
     B, N = orders.shape
     m = homeostasis.interval
-    nets.W.copy_(rescale_columns(nets.W, homeostasis.norm))
+    G = nets.G if homeostasis.center else None
+    nets.W.copy_(rescale_columns(nets.W, homeostasis.norm, G=G))
     mistakes = torch.zeros(B, dtype=torch.long)
     for a in range(0, N, m):
         sl = orders[:, a:a + m]                     # [B, m'] example indices
@@ -75,5 +97,5 @@ def train_rules_homeostatic(nets: Networks, x: torch.Tensor, y: torch.Tensor, ta
         local = torch.arange(B)[:, None] * mm + torch.arange(mm)[None, :]
         mk, _ = train_rules(nets, xs, ys, tables, local, scheme, **kw)
         mistakes += mk.cpu()
-        nets.W.copy_(rescale_columns(nets.W, homeostasis.norm))
+        nets.W.copy_(rescale_columns(nets.W, homeostasis.norm, G=G))
     return mistakes

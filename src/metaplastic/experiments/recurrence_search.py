@@ -142,7 +142,7 @@ def run_config(cfg: dict) -> dict:
     homeo = None
     if T > 1 and cfg.get("homeo_scale"):
         norm = column_norm(cfg["homeo_scale"], sigma, hnorm, V)
-        homeo = Homeostasis(norm, cfg.get("homeo_interval", 100))
+        homeo = Homeostasis(norm, cfg.get("homeo_interval", 100), cfg.get("homeo_center", False))
         info["homeo_column_norm"] = norm
     tables = Tables(output_table(cfg["output"], T), output_eta=cfg.get("output_eta", 1e-2),
                     graph=graph_table(cfg.get("graph"), T) if T > 1 else None,
@@ -245,6 +245,18 @@ def phase_homeo(seeds: int):
     return out
 
 
+def phase_homeo2(seeds: int):
+    """As :func:`phase_homeo`, with columns centred (E/I balance) before the rescaling."""
+    learned = str(Path(__file__).resolve().parents[3] / "rules" / "relu1-mlp-T3.json")
+    out = []
+    for ds in ("relu2", "rnn"):
+        for g, gname in (("antihebb", "antihebb"), (learned, "relu1mlp"), ("hebb", "hebb")):
+            out.append((f"t3-plastic-{gname}-homeo-centered-s1.0-{ds}",
+                        _base(ds, seeds=seeds, output="halfspace", graph=g, homeo_scale=1.0,
+                              homeo_interval=100, homeo_center=True)))
+    return out
+
+
 #: Candidates confirmed with 10 retrainings on all six datasets (chosen from the screens).
 CANDIDATES = {
     "fixed-normal-s1.0": dict(output="halfspace", w_init="normal", w_scale=1.0),
@@ -284,7 +296,7 @@ def confirm_table(out: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
-PHASES = {"controls": phase_controls, "homeo": phase_homeo, "confirm": phase_confirm}
+PHASES = {"controls": phase_controls, "homeo": phase_homeo, "homeo2": phase_homeo2, "confirm": phase_confirm}
 
 
 # ---------------------------------------------------------------------------
