@@ -152,6 +152,14 @@ def run_config(cfg: dict) -> dict:
     t0 = time.perf_counter()
     mistakes = train_rules_homeostatic(nets, data.x_train, data.y_train, tables, orders, scheme,
                                        homeostasis=homeo)
+    if cfg.get("retrain_output"):
+        # the drift test: keep the learned W, reset U and train the output alone on
+        # the same sequence, so the output layer sees a fixed representation
+        te0 = accuracy(nets, data.x_test, data.y_test)
+        info["test_accuracy_before_retrain"] = te0.tolist()
+        nets.U.zero_()
+        fixed = Tables(tables.output, output_eta=tables.output_eta)
+        train_rules_homeostatic(nets, data.x_train, data.y_train, fixed, orders, scheme)
     secs = time.perf_counter() - t0
     te = accuracy(nets, data.x_test, data.y_test)
     pred_share = None
@@ -249,11 +257,25 @@ def phase_homeo2(seeds: int):
     """As :func:`phase_homeo`, with columns centred (E/I balance) before the rescaling."""
     learned = str(Path(__file__).resolve().parents[3] / "rules" / "relu1-mlp-T3.json")
     out = []
-    for ds in ("relu2", "rnn"):
-        for g, gname in (("antihebb", "antihebb"), (learned, "relu1mlp"), ("hebb", "hebb")):
-            out.append((f"t3-plastic-{gname}-homeo-centered-s1.0-{ds}",
-                        _base(ds, seeds=seeds, output="halfspace", graph=g, homeo_scale=1.0,
-                              homeo_interval=100, homeo_center=True)))
+    for ds in ("relu2",):
+        for g, gname, s, c in (("antihebb", "antihebb", 1.0, True), (learned, "relu1mlp", 1.0, True),
+                               ("antihebb", "antihebb", 0.3, True), ("hebb", "hebb", 0.3, True),
+                               ("anticov", "anticov", 0.3, False)):
+            out.append((f"t3-plastic-{gname}-homeo{'-centered' if c else ''}-s{s}-{ds}",
+                        _base(ds, seeds=seeds, output="halfspace", graph=g, homeo_scale=s,
+                              homeo_interval=100, homeo_center=c)))
+    return out
+
+
+def phase_drift(seeds: int):
+    """The drift test: the plastic configurations again, then U reset and retrained on the
+    final (now fixed) W.  If the concurrent drift of the representation under the output
+    layer were the loss, retraining would recover T = 1's accuracy or better."""
+    out = []
+    for s in (0.3, 1.0):
+        out.append((f"drift-antihebb-homeo-centered-s{s}-retrain-relu2",
+                    _base("relu2", seeds=seeds, output="halfspace", graph="antihebb", homeo_scale=s,
+                          homeo_interval=100, homeo_center=True, retrain_output=True)))
     return out
 
 
@@ -265,7 +287,7 @@ CANDIDATES = {
 
 def phase_confirm(seeds: int):
     out = []
-    for ds in DATASETS6:
+    for ds in ("relu2", "halfspace", "relu1", "rnn", "fashion-mnist", "mnist"):
         out.append((f"confirm-t1-halfspace-{ds}", _base(ds, T=1, seeds=seeds, output="halfspace")))
         for cname, kw in CANDIDATES.items():
             out.append((f"confirm-t3-{cname}-{ds}", _base(ds, seeds=seeds, **kw)))
@@ -296,7 +318,7 @@ def confirm_table(out: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
-PHASES = {"controls": phase_controls, "homeo": phase_homeo, "homeo2": phase_homeo2, "confirm": phase_confirm}
+PHASES = {"controls": phase_controls, "homeo": phase_homeo, "homeo2": phase_homeo2, "drift": phase_drift, "confirm": phase_confirm}
 
 
 # ---------------------------------------------------------------------------
@@ -321,8 +343,8 @@ def es_fitness(res: dict, floor_fire: float = 0.12, floor_new: float = 0.25) -> 
     return res["test_accuracy"] - pen
 
 
-def es_search(name: str, out: Path, dataset_name: str, V: int = 100, T: int = 3, steps: int = 30,
-              pairs: int = 4, sigma: float = 0.3, lr: float = 0.1, n_train: int = 2000,
+def es_search(name: str, out: Path, dataset_name: str, V: int = 100, T: int = 3, steps: int = 8,
+              pairs: int = 3, sigma: float = 0.3, lr: float = 0.1, n_train: int = 2000,
               nets: int = 4, homeo_scale: float = 1.0, graph_eta: float = 1e-2, seed: int = 0) -> dict:
     """Antithetic ES (Adam on the estimate) on a bilinear graph table; fitness = held-out
     accuracy minus the inactivity penalty; data from teacher seed 1 (never the test tasks)."""
@@ -339,10 +361,13 @@ def es_search(name: str, out: Path, dataset_name: str, V: int = 100, T: int = 3,
     def evaluate(th, step):
         cfg = _base(dataset_name, V=V, T=T, seeds=nets, output="halfspace",
                     graph=bilinear_table(th.float(), T).tolist(), graph_eta=graph_eta,
-                    homeo_scale=homeo_scale, homeo_interval=100, n_train=n_train, n_test=2000,
+                    homeo_scale=homeo_scale, homeo_interval=100, homeo_center=True,
+                    n_train=n_train, n_test=2000,
                     data_seed=1, seed0=1000 + 10 * step)
         return run_config(cfg)
 
+    t1 = run_config(_base(dataset_name, V=V, T=1, seeds=nets, output="halfspace", n_train=n_train,
+                          n_test=2000, data_seed=1, seed0=1000 + 10 * 999))["test_accuracy"]
     t0 = time.perf_counter()
     for step in range(steps):
         eps = torch.randn(pairs, P, generator=g, dtype=torch.float64)
@@ -355,7 +380,7 @@ def es_search(name: str, out: Path, dataset_name: str, V: int = 100, T: int = 3,
         m = 0.9 * m + 0.1 * grad
         v = 0.999 * v + 0.001 * grad**2
         theta = theta + lr * (m / (1 - 0.9 ** (step + 1))) / ((v / (1 - 0.999 ** (step + 1))).sqrt() + 1e-8)
-        if step % 5 == 4 or step == steps - 1:
+        if step % 4 == 3 or step == steps - 1:
             r = evaluate(theta, 999)
             curve.append({"step": step + 1, "accuracy": r["test_accuracy"], "fitness": es_fitness(r),
                           "firing_per_round": r["firing_per_round"], "diff1T": r.get("diff1T"),
@@ -363,6 +388,7 @@ def es_search(name: str, out: Path, dataset_name: str, V: int = 100, T: int = 3,
             print(f"{name} step {step + 1}: acc {r['test_accuracy']:.4f} fire "
                   f"{[round(f, 2) for f in r['firing_per_round']]} d13 {r.get('diff1T', 0):.2f}", flush=True)
     res = {"name": name, "phase": "es", "dataset": dataset_name, "V": V, "T": T, "theta": theta.tolist(),
+           "t1_accuracy_same_networks": t1,
            "table": bilinear_table(theta.float(), T).tolist(), "curve": curve,
            "settings": {"steps": steps, "pairs": pairs, "sigma": sigma, "lr": lr, "n_train": n_train,
                         "nets": nets, "homeo_scale": homeo_scale, "graph_eta": graph_eta, "seed": seed}}
@@ -412,7 +438,7 @@ def summary(out: Path) -> str:
         text += "\n" + confirm_table(out)
     es = [json.loads(p.read_text()) for p in sorted((out / "configs").glob("es-*.json"))]
     for r in es:
-        text += (f"\nES {r['name']}: theta {[round(t, 3) for t in r['theta']]}; curve "
+        text += (f"\nES {r['name']}: T=1 on the same networks and data {r.get('t1_accuracy_same_networks', float('nan')):.4f}; theta {[round(t, 3) for t in r['theta']]}; curve "
                  + "; ".join(f"step {c['step']} acc {c['accuracy']:.4f} fire "
                              f"{[round(f, 2) for f in c['firing_per_round']]} new {c['diff1T']:.2f}"
                              for c in r["curve"]) + "\n")
@@ -425,13 +451,16 @@ def main(argv=None) -> int:
     ap.add_argument("phase", choices=sorted(PHASES) + ["es", "summary"])
     ap.add_argument("--out", default="runs/recurrence-search")
     ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--es-datasets", default="rnn")
+    ap.add_argument("--es-steps", type=int, default=8)
     ap.add_argument("--only", default=None, help="run only configurations whose name contains this")
     a = ap.parse_args(argv)
     torch.set_num_threads(1)
     out = Path(a.out)
     if a.phase == "es":
-        for ds in ("rnn", "relu2"):
-            es_search(f"es-bilinear-{ds}-V100", out, ds)
+        for ds in a.es_datasets.split(","):
+            es_search(f"es-bilinear-centered-{ds}-V100" + ("" if a.es_steps == 8 else f"-steps{a.es_steps}"),
+                      out, ds, steps=a.es_steps)
     elif a.phase == "summary":
         sys.stdout.write(summary(out))
     else:
