@@ -55,6 +55,18 @@ def write_results(out: Path, name: str, config: dict, results: dict, rows: list[
         atomic_write_text(out / "results.csv", buf.getvalue())
 
 
+def earlier_results(path: Path, cfg: dict) -> dict | None:
+    """The ``results.json`` of an earlier run into the same folder with the same configuration
+    (a run under other semantics keeps its cells beside this run's), or None."""
+    if not path.is_file():
+        return None
+    try:
+        old = json.loads(path.read_text())
+    except ValueError:
+        return None
+    return old if old.get("config") == json.loads(json.dumps(cfg)) else None
+
+
 def write_report(out: Path, text: str) -> None:
     atomic_write_text(out / "REPORT.md", text.rstrip() + "\n")
 

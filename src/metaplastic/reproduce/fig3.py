@@ -35,7 +35,7 @@ from ..network import NetworkConfig, accuracy, firing_fractions, init_networks
 from ..rules import perceptron_table
 from ..semantics import name_of, record
 from ..sweep.executor import current as current_executor
-from .common import finish, md_table, pyplot, save_fig, summarize
+from .common import earlier_results, finish, md_table, pyplot, save_fig, summarize
 from .rules import load_shipped
 
 DATASETS = ["halfspace", "relu1", "relu2", "rnn", "mnist", "fashion-mnist"]
@@ -189,13 +189,8 @@ def _tag(key: str) -> str:
 
 def _other_semantics(path: Path, cfg: dict, tag: str) -> dict:
     """``{semantics: (cells, rules, settings)}`` of an earlier results.json with the same config."""
-    if not path.is_file():
-        return {}
-    try:
-        old = json.loads(path.read_text())
-    except ValueError:
-        return {}
-    if old.get("config") != json.loads(json.dumps(cfg)):
+    old = earlier_results(path, cfg)
+    if old is None:
         return {}
     by = {}
     for key, cell in old.get("cells", {}).items():

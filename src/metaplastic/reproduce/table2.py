@@ -27,7 +27,7 @@ from ..readout import hidden_states, readout_ceiling
 from ..rules import perceptron_table
 from ..sweep.executor import current as current_executor
 from ..sweep.tasks import cached_dataset
-from .common import finish, fmt_pm, md_table, pyplot, save_fig, summarize
+from .common import earlier_results, finish, fmt_pm, md_table, pyplot, save_fig, summarize
 from .rules import load_shipped
 
 PAPER = {("T=3", "mnist"): 0.87, ("T=3", "fashion-mnist"): 0.77, ("T=1*", "mnist"): 0.93,
@@ -90,14 +90,8 @@ def _tag(name: str) -> str:
 
 def _kept_rows(path: Path, cfg: dict, tag: str) -> dict:
     """The other semantics' cells of an earlier results.json with the same configuration."""
-    import json
-    if not path.is_file():
-        return {}
-    try:
-        old = json.loads(path.read_text())
-    except ValueError:
-        return {}
-    if old.get("config") != json.loads(json.dumps(cfg)):
+    old = earlier_results(path, cfg)
+    if old is None:
         return {}
     return {"cells": {k: c for k, c in old.get("cells", {}).items() if _tag(k.split("|")[0]) != tag},
             "graph_rule_source": old.get("graph_rule_source"), "semantics": old.get("semantics", {})}
