@@ -130,9 +130,19 @@ def run_task(task: dict) -> list[dict]:
 
 
 def _train_metrics(res: dict) -> dict:
+    """The numbers of one train cell that go into results.csv: accuracies, online mistakes,
+    and the degeneracy diagnostics (activity and firing per round, the most frequent
+    prediction's share, the number of warnings)."""
     mistakes = res.get("online_mistakes_per_network")
-    return {"train_accuracy": res["train_accuracy"], "test_accuracy": res["test_accuracy"],
-            "online_mistakes": None if mistakes is None else sum(mistakes) / len(mistakes)}
+    out = {"train_accuracy": res["train_accuracy"], "test_accuracy": res["test_accuracy"],
+           "online_mistakes": None if mistakes is None else sum(mistakes) / len(mistakes)}
+    for name in ("active", "firing"):
+        for t, v in enumerate(res.get(f"{name}_per_round") or []):
+            out[f"{name}_round{t + 1}"] = v
+    if "majority_prediction_share" in res:
+        out["majority_prediction_share"] = res["majority_prediction_share"]
+        out["warnings"] = len(res.get("warnings", []))
+    return out
 
 
 def train_cells(configs: list[dict]) -> list[dict]:
@@ -153,6 +163,8 @@ def train_batched(jobs) -> list[dict]:
     """Cells that differ only in their seed, as one ensemble (see the module docstring)."""
     import torch
 
+    from ..compiled import resolve_backend
+    from ..diagnostics import check_logits, degeneracy_warnings, diagnose, summary
     from ..errors import MetaplasticError
     from ..learner import Scheme, Tables, data_orders, train_gd, train_rules
     from ..network import accuracy, init_networks
@@ -183,11 +195,12 @@ def train_batched(jobs) -> list[dict]:
         offset += n
     orders = torch.cat(orders)
     mistakes = None
+    backend = resolve_backend(j0.backend, nets) if j0.gd == "none" else None
     if j0.gd == "none":
         with torch.no_grad():
             tables = Tables.from_rules(out_rule, graph_rule)
         mistakes, _ = train_rules(nets, x, y, tables, orders,
-                                  Scheme(j0.update_on, j0.output_rows, j0.output_input))
+                                  Scheme(j0.update_on, j0.output_rows, j0.output_input), backend=backend)
     else:
         train_gd(nets, x, y, orders, which=j0.gd, lr=j0.gd_lr, batch_size=j0.gd_batch)
     outs = []
@@ -196,6 +209,8 @@ def train_batched(jobs) -> list[dict]:
         tr = accuracy(m, d.x_train.to(dev, dtype), d.y_train)
         te = accuracy(m, d.x_test.to(dev, dtype), d.y_test)
         n = d.x_train.shape[0]
+        diag = diagnose(m, d.x_test, d.y_test)  # as run_train reports it, member by member
+        check_logits(diag)
         outs.append({
             "train_accuracy": float(tr.mean()), "test_accuracy": float(te.mean()),
             "train_accuracy_std": 0.0, "test_accuracy_std": 0.0,
@@ -204,7 +219,9 @@ def train_batched(jobs) -> list[dict]:
             "examples": int(orders.shape[1]),
             "dataset": {"name": d.name, "n_train": n, "n_test": int(d.x_test.shape[0]), "dim": d.dim,
                         "n_classes": d.n_classes},
-            "config": asdict(j), "network": cfg.to_dict(), "seeds": [j.seed]})
+            "config": asdict(j), "network": cfg.to_dict(), "seeds": [j.seed],
+            "semantics": {k: v for k, v in record(j).items() if k != "meta_loss_on"}, "backend": backend,
+            **summary(diag, degeneracy_warnings(diag, te.tolist()))})
     return outs
 
 
