@@ -89,6 +89,18 @@ def write_json(path, obj, sort_keys: bool = True) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=sort_keys) + "\n")
 
 
+def read_json(path) -> dict | None:
+    """A JSON file written earlier (results, cell records, partial runs), or None when it
+    is missing or unreadable (a file cut short by a crash is then simply redone)."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except ValueError:
+        return None
+
+
 def _canonical(doc: dict) -> bytes:
     body = {k: v for k, v in doc.items() if k != "sha256"}
     return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()

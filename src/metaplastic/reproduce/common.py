@@ -11,7 +11,7 @@ import platform
 import time
 from pathlib import Path
 
-from ..io import atomic_write_text, write_json
+from ..io import atomic_write_text, read_json, write_json
 
 # two-sided 95% Student t quantiles for small samples (df = n - 1)
 _T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262,
@@ -58,13 +58,8 @@ def write_results(out: Path, name: str, config: dict, results: dict, rows: list[
 def earlier_results(path: Path, cfg: dict) -> dict | None:
     """The ``results.json`` of an earlier run into the same folder with the same configuration
     (a run under other semantics keeps its cells beside this run's), or None."""
-    if not path.is_file():
-        return None
-    try:
-        old = json.loads(path.read_text())
-    except ValueError:
-        return None
-    return old if old.get("config") == json.loads(json.dumps(cfg)) else None
+    old = read_json(path)
+    return old if old is not None and old.get("config") == json.loads(json.dumps(cfg)) else None
 
 
 def write_report(out: Path, text: str) -> None:

@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 
 from ..errors import MetaplasticError
-from ..io import write_json
+from ..io import read_json, write_json
 from ..learner import Scheme, Tables, data_orders, train_gd, train_rules
 from ..network import NetworkConfig, accuracy, firing_fractions, init_networks
 from ..rules import perceptron_table
@@ -90,15 +90,8 @@ def run(out: Path, quick: bool = False, semantics: dict | None = None) -> dict:
     # and rules reuses them.
     partial_path = out / "cells.partial.json"
     key = {"config": cfg, "rules": results["rules"], **({} if tag == "text" else {"semantics": sem})}
-    done = {}
-    if partial_path.is_file():
-        try:
-            old = json.loads(partial_path.read_text())
-            if old.get("key") == json.loads(json.dumps(key)):
-                done = old.get("cells", {})
-        except ValueError:
-            pass
-    specs = []
+    old = read_json(partial_path)
+    done = old.get("cells", {}) if old is not None and old.get("key") == json.loads(json.dumps(key)) else {}
     specs = []
     for ds in cfg["datasets"]:
         for mname, (T, V, k) in models.items():

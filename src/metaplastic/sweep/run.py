@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 from ..errors import MetaplasticError
-from ..io import atomic_write_text
+from ..io import atomic_write_text, read_json
 from .executor import SerialExecutor, WorkerLost
 from .grid import Cell, expand, load_grid
 from .tasks import run_task
@@ -99,14 +99,8 @@ def cell_path(out: Path, cell: Cell, suffix: str = ".json") -> Path:
 
 
 def load_record(out: Path, cell: Cell):
-    p = cell_path(out, cell)
-    if not p.is_file():
-        return None
-    try:
-        rec = json.loads(p.read_text())
-    except ValueError:
-        return None
-    return rec if rec.get("key") == cell.key and rec.get("status") == "ok" else None
+    rec = read_json(cell_path(out, cell))
+    return rec if rec is not None and rec.get("key") == cell.key and rec.get("status") == "ok" else None
 
 
 def write_record(out: Path, cell: Cell, outcome: dict) -> dict:
