@@ -29,6 +29,7 @@ from pathlib import Path
 
 import torch
 
+from .checks import ADAM_STEP_PER_LR, check_number
 from .compiled import resolve_for
 from .diagnostics import check_logits, degeneracy_warnings, diagnose, summary
 from .errors import MetaplasticError, TrainingDiverged
@@ -91,10 +92,10 @@ class MetaConfig(TaskSpec):
             v = getattr(self, name)
             if not isinstance(v, int) or v < 1:
                 raise MetaplasticError(f"--{name.replace('_', '-')} must be a positive integer, got {v!r}")
-        for name in ("lr", "eta", "es_sigma"):
-            v = getattr(self, name)
-            if not (isinstance(v, (int, float)) and v > 0 and v < float("inf")):
-                raise MetaplasticError(f"--{name.replace('_', '-')} must be positive, got {v!r}")
+        check_number("--lr", self.lr, self.dtype, factor=ADAM_STEP_PER_LR, why="Adam's first step, 10 x lr")
+        for name in ("eta", "es_sigma", "weight_decay", "init_scale"):
+            check_number(f"--{name.replace('_', '-')}", getattr(self, name), self.dtype,
+                         zero_ok=name in ("weight_decay", "init_scale"))
         if self.learn in ("graph", "both") and self.rounds < 2:
             raise MetaplasticError("learning a graph rule needs --rounds >= 2 (at T = 1 the graph "
                                    "never influences the output)")
