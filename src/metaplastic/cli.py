@@ -205,7 +205,9 @@ def add_learn_rule_parser(sub) -> None:
     e.add_argument("--out", default="learned-rule.json", help="rule set file to write (default %(default)s)")
     e.add_argument("--run-dir", default=None, help="checkpoints, curve.csv, results.json (default: OUT minus .json plus .run)")
     e.add_argument("--checkpoint-every", type=_positive_int, default=25)
-    e.add_argument("--resume", action="store_true", help="continue from the run dir's last checkpoint")
+    e.add_argument("--resume", action="store_true",
+                   help="continue from the run dir's last checkpoint (without it, a run dir that holds "
+                        "an earlier run is an error)")
     e.add_argument("--seed", type=_int, default=0)
     e.add_argument("--device", default="cpu")
     e.add_argument("--dtype", choices=["float32", "float64"], default="float32")
@@ -368,14 +370,17 @@ def cmd_learn_rule(args) -> int:
     resolve_device(args.device)
     if args.device != "cpu":
         raise MetaplasticError("learn-rule runs on the CPU for now (--device cpu)")
-    from .metatrain import default_run_dir
+    from .metatrain import default_run_dir, earlier_run_files
     _check_out_file(args.out)
     run_dir = args.run_dir or default_run_dir(args.out)
+    flag = f"--run-dir {run_dir}" if args.run_dir else f"run folder {run_dir} (from --out; --run-dir sets another)"
     try:
         _check_out_dir(run_dir)
     except MetaplasticError as e:  # name the flag that chose the run folder
-        flag = f"--run-dir {run_dir}" if args.run_dir else f"run folder {run_dir} (from --out; --run-dir sets another)"
         raise MetaplasticError(str(e).replace(f"--out {run_dir}", flag)) from None
+    if not args.resume and earlier_run_files(run_dir):  # never mix two runs' checkpoints and curves
+        raise MetaplasticError(f"{flag}: holds an earlier run ({', '.join(earlier_run_files(run_dir))}); "
+                               "pass --resume to continue it, or choose another --out or --run-dir")
     if args.backend is not None:
         from .compiled import set_default_backend
         set_default_backend(args.backend)

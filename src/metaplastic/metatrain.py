@@ -174,6 +174,15 @@ def default_run_dir(out: str | Path) -> Path:
     return out.with_name(out.stem + ".run")
 
 
+#: What a learn-rule run writes into its run folder.
+RUN_FILES = ("checkpoint.pt", "config.json", "curve.csv", "results.json")
+
+
+def earlier_run_files(run_dir: str | Path) -> list[str]:
+    """The files of an earlier learn-rule run in ``run_dir`` (none where it is new or empty)."""
+    return [name for name in RUN_FILES if (Path(run_dir) / name).exists()]
+
+
 def learn_rule(cfg: MetaConfig, out: str | Path, *, run_dir: str | Path | None = None,
                resume: bool = False, progress: bool = True, stop_after: int | None = None) -> dict:
     """Learn the rules of ``cfg``; write the rule set to ``out`` and the run to ``run_dir``.
@@ -189,6 +198,8 @@ def learn_rule(cfg: MetaConfig, out: str | Path, *, run_dir: str | Path | None =
     dtype = DTYPES[cfg.dtype]
     run_dir = Path(run_dir) if run_dir is not None else default_run_dir(out)
     ckpt_path = run_dir / "checkpoint.pt"
+    if resume and not ckpt_path.is_file():
+        raise MetaplasticError(f"--resume: no checkpoint at {ckpt_path}")
     data = load_dataset(cfg.dataset, n_train=cfg.n_train, n_test=cfg.n_test, seed=cfg.seed,
                         data_dir=cfg.data_dir, n_classes=cfg.n_classes)
     netcfg = NetworkConfig(d=data.dim, n_classes=data.n_classes, vertices=cfg.vertices, cap=cfg.cap,
@@ -208,8 +219,6 @@ def learn_rule(cfg: MetaConfig, out: str | Path, *, run_dir: str | Path | None =
     history: list[dict] = []
     start = 0
     if resume:
-        if not ckpt_path.is_file():
-            raise MetaplasticError(f"--resume: no checkpoint at {ckpt_path}")
         ck = torch.load(ckpt_path, map_location="cpu", weights_only=False)
         ck["config"] = {**record({}), **ck["config"]}  # made before the semantics switches: the text's
         if ck["config"] != asdict(cfg):
