@@ -365,7 +365,7 @@ def cmd_train(args) -> int:
 def cmd_learn_rule(args) -> int:
     import torch
 
-    from .metatrain import MetaConfig, learn_rule
+    from .metatrain import learn_rule
     from .runner import resolve_device
     resolve_device(args.device)
     if args.device != "cpu":
@@ -386,23 +386,7 @@ def cmd_learn_rule(args) -> int:
         set_default_backend(args.backend)
     if args.threads:
         torch.set_num_threads(args.threads)
-    sem = _semantics(args)
-    cfg = MetaConfig(dataset=args.dataset, n_train=args.n_train, n_test=args.n_test,
-                     vertices=args.vertices, cap=args.cap, rounds=args.rounds, p=args.p,
-                     input_weights=args.input_weights, recurrence=sem["recurrence"], firing=sem["firing"],
-                     meta_loss_on=sem["meta_loss_on"], learn=args.learn, rule_kind=args.rule_kind,
-                     output_rule_kind=args.output_rule_kind,
-                     mode=args.mode, hidden=args.hidden, eta=args.eta, init_scale=args.init_scale,
-                     output_rule=args.output_rule, graph_rule=args.graph_rule, batch=args.batch,
-                     eval_on=args.eval_on, loss=args.loss, steps=args.steps,
-                     tasks_per_step=args.tasks_per_step, lr=args.lr, weight_decay=args.weight_decay,
-                     estimator=args.estimator, es_population=args.es_population,
-                     es_sigma=args.es_sigma, update_on=args.update_on, output_rows=args.output_rows,
-                     output_input=sem["output_input"], resample_graphs=not args.fixed_graphs,
-                     seed=args.seed, dtype=args.dtype, device=args.device,
-                     checkpoint_every=args.checkpoint_every, final_networks=args.final_networks,
-                     data_dir=args.data_dir, n_classes=args.n_classes)
-    res = learn_rule(cfg, args.out, run_dir=args.run_dir, resume=args.resume,
+    res = learn_rule(learn_rule_config(args), args.out, run_dir=args.run_dir, resume=args.resume,
                      progress=not args.no_progress)
     _print_warnings(res)
     if args.json:
@@ -413,6 +397,27 @@ def cmd_learn_rule(args) -> int:
         print(_diagnostics_line(res))
         print(f"wrote {res['rule_file']} and {res['run_dir']}/ (curve.csv, results.json)")
     return 0
+
+
+def learn_rule_config(args):
+    """The :class:`~metaplastic.metatrain.MetaConfig` that ``learn-rule``'s flags ask for."""
+    from .metatrain import MetaConfig
+    sem = _semantics(args)
+    return MetaConfig(dataset=args.dataset, n_train=args.n_train, n_test=args.n_test,
+                      vertices=args.vertices, cap=args.cap, rounds=args.rounds, p=args.p,
+                      input_weights=args.input_weights, recurrence=sem["recurrence"], firing=sem["firing"],
+                      meta_loss_on=sem["meta_loss_on"], learn=args.learn, rule_kind=args.rule_kind,
+                      output_rule_kind=args.output_rule_kind,
+                      mode=args.mode, hidden=args.hidden, eta=args.eta, init_scale=args.init_scale,
+                      output_rule=args.output_rule, graph_rule=args.graph_rule, batch=args.batch,
+                      eval_on=args.eval_on, loss=args.loss, steps=args.steps,
+                      tasks_per_step=args.tasks_per_step, lr=args.lr, weight_decay=args.weight_decay,
+                      estimator=args.estimator, es_population=args.es_population,
+                      es_sigma=args.es_sigma, update_on=args.update_on, output_rows=args.output_rows,
+                      output_input=sem["output_input"], resample_graphs=not args.fixed_graphs,
+                      seed=args.seed, dtype=args.dtype, device=args.device,
+                      checkpoint_every=args.checkpoint_every, final_networks=args.final_networks,
+                      data_dir=args.data_dir, n_classes=args.n_classes)
 
 
 def _check_matplotlib() -> None:

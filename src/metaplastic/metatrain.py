@@ -52,7 +52,7 @@ class MetaConfig(TaskSpec):
     mode: str = "additive"           # additive | multiplicative
     hidden: int = 20
     eta: float = 1e-2
-    init_scale: float = 1.0          # table rules start N(0, init_scale^2)
+    init_scale: float = 0.0          # table rules start N(0, init_scale^2); 0 (the CLI's default): at zero
     output_rule: str = "perceptron"  # the fixed output rule when only the graph rule is learned
     graph_rule: str = "none"         # the fixed graph rule when only the output rule is learned
     batch: int = 100

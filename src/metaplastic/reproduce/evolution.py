@@ -426,7 +426,7 @@ def rule_comparison(c: dict) -> dict:
     out = {"seeds": {}}
     for seed in c["seeds"]:
         cfg = MetaConfig(dataset="halfspace", vertices=100, cap=50, rounds=1, learn="output", seed=seed,
-                         n_train=c["n_train"], n_test=c["n_test"])
+                         n_train=c["n_train"], n_test=c["n_test"], init_scale=1.0)  # N(0,1) starts
         data = load_dataset("halfspace", n_train=c["n_train"], n_test=c["n_test"], seed=seed)
         netcfg = NetworkConfig(d=data.dim, n_classes=data.n_classes, vertices=100, cap=50, rounds=1)
         scorer = RuleScorer(cfg, data, netcfg, c["eval_tasks"])
@@ -491,7 +491,8 @@ def run(out: Path, quick: bool = False) -> dict:
 
     t0 = time.perf_counter()
     h = cfg["halfspace"]
-    mcfg = MetaConfig(dataset="halfspace", vertices=100, cap=50, rounds=1, n_train=2000, n_test=1000)
+    mcfg = MetaConfig(dataset="halfspace", vertices=100, cap=50, rounds=1, n_train=2000, n_test=1000,
+                      init_scale=1.0)  # a N(0,1) direction, scaled by h["init_scale"]
     data = load_dataset("halfspace", n_train=2000, n_test=1000, seed=0)
     netcfg = NetworkConfig(d=data.dim, n_classes=data.n_classes, vertices=100, cap=50, rounds=1)
     surrogate = FrozenRecordLoss(mcfg, data, netcfg, tasks=h["tasks"])
