@@ -307,14 +307,9 @@ def _check_out_file(out) -> None:
 
 
 def _finite_json(obj):
-    """Non-finite floats as null, so ``--json`` output is strict JSON."""
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: _finite_json(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_finite_json(v) for v in obj]
-    return obj
+    """Non-finite floats as null, so ``--json`` output is strict JSON (metaplastic.io.finite_json)."""
+    from .io import finite_json
+    return finite_json(obj)
 
 
 def _print_warnings(res: dict) -> None:
