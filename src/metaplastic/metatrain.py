@@ -319,7 +319,8 @@ class _Run:
         if bad:  # keep the last good state (this step's rules, before the update), write no rule
             self.checkpoint(step)
             raise TrainingDiverged(f"learn-rule diverged at step {step + 1}: {bad}; the last good "
-                                   f"state (step {step}) is in {self.ckpt_path}; try a smaller --lr or --eta")
+                                   f"state (step {step}) is in {self.ckpt_path}; try a smaller --lr or --eta, "
+                                   "with another --out or --run-dir")
         return stats
 
 
