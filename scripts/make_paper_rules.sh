@@ -7,6 +7,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MP=${MP:-.venv/bin/metaplastic}
+# learn-rule refuses a run folder that holds an earlier run (without --resume): start afresh
+rm -rf runs/rules
 
 # Fig. 3 (A.2): output rule learned at |V|=100, k=50, T=1 on halfspace.
 # Started at zero: on a binary task only r(s,0) - r(s,1) reaches the loss, so a

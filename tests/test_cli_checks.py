@@ -77,6 +77,36 @@ def test_learn_rule_good_paths_reach_the_data(capsys, tmp_path, no_data):
     assert "mnist" in line and "--out" not in line
 
 
+def test_learn_rule_refuses_a_run_folder_holding_an_earlier_run(capsys, tmp_path, no_data):
+    run = tmp_path / "r.run"
+    run.mkdir()
+    (run / "checkpoint.pt").write_bytes(b"earlier")
+    (run / "curve.csv").write_text("step,loss\n")
+    line = _one_error_line(capsys, main(["learn-rule", *no_data, "--out", str(tmp_path / "r.json")]))
+    assert line == (f"error: run folder {run} (from --out; --run-dir sets another): holds an earlier run "
+                    "(checkpoint.pt, curve.csv); pass --resume to continue it, or choose another --out or --run-dir")
+    line = _one_error_line(capsys, main(["learn-rule", *no_data, "--out", str(tmp_path / "s.json"),
+                                         "--run-dir", str(run)]))
+    assert line.startswith(f"error: --run-dir {run}: holds an earlier run (checkpoint.pt, curve.csv); pass --resume")
+    assert (run / "checkpoint.pt").read_bytes() == b"earlier"  # untouched
+    assert sorted(p.name for p in run.iterdir()) == ["checkpoint.pt", "curve.csv"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["nodata", "r.run"]
+    # with --resume the same command gets past the checks and fails on the (missing) data
+    line = _one_error_line(capsys, main(["learn-rule", *no_data, "--out", str(tmp_path / "r.json"), "--resume"]))
+    assert "mnist" in line and "r.run" not in line
+
+
+def test_learn_rule_accepts_an_empty_run_folder(capsys, tmp_path, no_data):
+    (tmp_path / "r.run").mkdir()
+    line = _one_error_line(capsys, main(["learn-rule", *no_data, "--out", str(tmp_path / "r.json")]))
+    assert "mnist" in line and "r.run" not in line
+
+
+def test_learn_rule_resume_without_checkpoint_before_the_data(capsys, tmp_path, no_data):
+    line = _one_error_line(capsys, main(["learn-rule", *no_data, "--out", str(tmp_path / "r.json"), "--resume"]))
+    assert line == f"error: --resume: no checkpoint at {tmp_path / 'r.run' / 'checkpoint.pt'}"
+
+
 def test_readme_names_the_run_folder_learn_rule_writes():
     readme = (REPO / "README.md").read_text()
     assert "--out halfspace-output.json" in readme

@@ -111,3 +111,9 @@ def test_learn_rule_divergence_keeps_last_good_checkpoint(capsys, tmp_path):
     ck = torch.load(tmp_path / "r.run" / "checkpoint.pt", weights_only=False)
     assert ck["step"] == step - 1 == len(ck["history"])
     assert all(torch.isfinite(p).all() for p in ck["params"])
+    assert line.endswith("try a smaller --lr or --eta, with another --out or --run-dir")
+    # the diverged run's folder is kept: the same --out again, without --resume, is refused
+    rc = main(["learn-rule", "--n-train", "600", "--n-test", "200", "--steps", "6", "--lr", "1e-3",
+               "--out", str(out), "--no-progress"])
+    _, line = _one_error_line(capsys)
+    assert rc == 2 and "holds an earlier run (checkpoint.pt, config.json, curve.csv)" in line

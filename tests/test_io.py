@@ -284,3 +284,41 @@ def test_shipped_paper_rules_match_their_checksums_and_load():
         path = root / rel
         assert hashlib.sha256(path.read_bytes()).hexdigest() == digest
         assert load_rule(path, kind="output").kind == "output"
+
+
+def test_atomic_writes_replace_or_leave_the_old_file(tmp_path):
+    import os
+
+    from metaplastic.io import atomic_torch_save, atomic_write_text
+    path = tmp_path / "sub" / "f.txt"
+    atomic_write_text(path, "old")
+    atomic_write_text(path, "new")
+    assert path.read_text() == "new"
+    assert oct(path.stat().st_mode & 0o777) == oct(0o666 & ~_umask())  # not mkstemp's 0600
+    atomic_torch_save({"a": torch.ones(2)}, tmp_path / "t.pt")
+    assert torch.equal(torch.load(tmp_path / "t.pt")["a"], torch.ones(2))
+
+    class Unpicklable:
+        def __reduce__(self):
+            raise RuntimeError("cannot pickle")
+    with pytest.raises(RuntimeError, match="cannot pickle"):
+        atomic_torch_save(Unpicklable(), tmp_path / "t.pt")
+    assert torch.equal(torch.load(tmp_path / "t.pt")["a"], torch.ones(2))  # the old file stays
+    assert sorted(os.listdir(tmp_path)) == ["sub", "t.pt"]  # no temporary file left behind
+
+
+def _umask():
+    import os
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def test_finite_json_gives_strict_json():
+    import json
+    from pathlib import Path
+
+    from metaplastic.io import finite_json
+    obj = {"a": float("nan"), 1: (1.5, float("-inf")), "p": Path("x/y"), "n": None, "b": True}
+    assert finite_json(obj) == {"a": None, "1": [1.5, None], "p": "x/y", "n": None, "b": True}
+    json.dumps(finite_json(obj), allow_nan=False)

@@ -11,8 +11,10 @@ a few seconds each.
 import json
 
 import pytest
+import torch
 
-from metaplastic.cli import build_parser, main
+from metaplastic.cli import build_parser, learn_rule_config, main
+from metaplastic.metatrain import MetaConfig, build_rules
 
 COMMAND = ["learn-rule", "--dataset", "halfspace", "--vertices", "100", "--cap", "50", "--rounds", "1",
            "--learn", "output", "--json", "--no-progress", "--threads", "1"]
@@ -36,3 +38,13 @@ def test_default_learn_rule_trains_halfspace_above_090(seed, capsys, tmp_path):
     assert res["warnings"] == []
     assert len(res["firing_per_round"]) == 1 and 0.4 < res["firing_per_round"][0] <= 0.5  # k/|V| at most
     assert 0.5 <= res["majority_prediction_share"] < 0.95
+
+
+def test_the_python_api_defaults_are_the_cli_defaults():
+    # MetaConfig() is what `metaplastic learn-rule` runs without flags: tables start at zero there too
+    assert learn_rule_config(build_parser().parse_args(["learn-rule"])) == MetaConfig()
+    assert MetaConfig().init_scale == 0.0
+    rules = build_rules(MetaConfig(), torch.float32)
+    assert torch.equal(rules.output.values, torch.zeros_like(rules.output.values))
+    started = build_rules(MetaConfig(init_scale=1.0), torch.float32).output.values
+    assert bool((started != 0).all())  # an explicit N(0, 1) start still draws one

@@ -123,7 +123,17 @@ def build_parser() -> argparse.ArgumentParser:
     from . import __version__
     ap.add_argument("--version", action="version", version=f"metaplastic {__version__}")
     sub = ap.add_subparsers(dest="command", metavar="COMMAND")
+    add_train_parser(sub)
+    add_learn_rule_parser(sub)
+    add_reproduce_parser(sub)
+    add_attack_parser(sub)
+    add_sweep_parser(sub)
+    add_data_parser(sub)
+    return ap
 
+
+def add_train_parser(sub) -> None:
+    """``metaplastic train``: its flags."""
     t = sub.add_parser("train", help="train simple RNNs with plasticity rules or GD",
                        description="Train B simple RNNs with plasticity rules, without backpropagation "
                                    "(paper A.1), or with Adam (--gd), and report accuracy.")
@@ -151,6 +161,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     e.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
 
+
+def add_learn_rule_parser(sub) -> None:
+    """``metaplastic learn-rule``: its flags."""
     m = sub.add_parser("learn-rule", help="learn plasticity rules by gradient descent (A.1)",
                        description="Learn the output rule, the graph rule or both by gradient descent "
                                    "on the loss of networks the rules trained (paper A.1), with the "
@@ -192,7 +205,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--out", default="learned-rule.json", help="rule set file to write (default %(default)s)")
     e.add_argument("--run-dir", default=None, help="checkpoints, curve.csv, results.json (default: OUT minus .json plus .run)")
     e.add_argument("--checkpoint-every", type=_positive_int, default=25)
-    e.add_argument("--resume", action="store_true", help="continue from the run dir's last checkpoint")
+    e.add_argument("--resume", action="store_true",
+                   help="continue from the run dir's last checkpoint (without it, a run dir that holds "
+                        "an earlier run is an error)")
     e.add_argument("--seed", type=_int, default=0)
     e.add_argument("--device", default="cpu")
     e.add_argument("--dtype", choices=["float32", "float64"], default="float32")
@@ -201,6 +216,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     e.add_argument("--no-progress", action="store_true")
 
+
+def add_reproduce_parser(sub) -> None:
+    """``metaplastic reproduce``: its flags."""
     rp = sub.add_parser("reproduce", help="rerun an experiment of the paper and write a report",
                         description="Rerun a figure, table or theory check of the paper at its scale "
                                     "(or --quick) and write config.json, results.json/csv, figures and "
@@ -222,6 +240,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="run the section's cells on a local Dask cluster of N processes (fig3, fig6, table2-accuracy)")
     rp.add_argument("--scheduler", default=None, help="run the section's cells on this Dask cluster (tcp://HOST:PORT)")
 
+
+def add_attack_parser(sub) -> None:
+    """``metaplastic attack``: its flags."""
     at = sub.add_parser("attack", help="robust accuracy of one saved network under one L2 attack",
                         description="Attack a network saved by `metaplastic train --out DIR` (member 0) or by "
                                     "the robustness section on the first --n-images test images of its "
@@ -240,8 +261,9 @@ def build_parser() -> argparse.ArgumentParser:
     at.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     add_semantics_args(at)  # the saved config carries the model's semantics; these flags check them
 
-    add_sweep_parser(sub)
 
+def add_data_parser(sub) -> None:
+    """``metaplastic data fetch|verify``: their flags."""
     d = sub.add_parser("data", help="fetch or verify MNIST and Fashion-MNIST")
     dsub = d.add_subparsers(dest="data_command", metavar="ACTION")
     f = dsub.add_parser("fetch", help="download the IDX files (SHA-256 checked)")
@@ -252,7 +274,6 @@ def build_parser() -> argparse.ArgumentParser:
     v = dsub.add_parser("verify", help="check the IDX files present")
     v.add_argument("--data-dir", default=None)
     v.add_argument("--json", action="store_true")
-    return ap
 
 
 def _check_writable_above(out, parent) -> None:
@@ -286,14 +307,9 @@ def _check_out_file(out) -> None:
 
 
 def _finite_json(obj):
-    """Non-finite floats as null, so ``--json`` output is strict JSON."""
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: _finite_json(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_finite_json(v) for v in obj]
-    return obj
+    """Non-finite floats as null, so ``--json`` output is strict JSON (metaplastic.io.finite_json)."""
+    from .io import finite_json
+    return finite_json(obj)
 
 
 def _print_warnings(res: dict) -> None:
@@ -344,41 +360,28 @@ def cmd_train(args) -> int:
 def cmd_learn_rule(args) -> int:
     import torch
 
-    from .metatrain import MetaConfig, learn_rule
+    from .metatrain import learn_rule
     from .runner import resolve_device
     resolve_device(args.device)
     if args.device != "cpu":
         raise MetaplasticError("learn-rule runs on the CPU for now (--device cpu)")
-    from .metatrain import default_run_dir
+    from .metatrain import default_run_dir, earlier_run_files
     _check_out_file(args.out)
     run_dir = args.run_dir or default_run_dir(args.out)
+    flag = f"--run-dir {run_dir}" if args.run_dir else f"run folder {run_dir} (from --out; --run-dir sets another)"
     try:
         _check_out_dir(run_dir)
     except MetaplasticError as e:  # name the flag that chose the run folder
-        flag = f"--run-dir {run_dir}" if args.run_dir else f"run folder {run_dir} (from --out; --run-dir sets another)"
         raise MetaplasticError(str(e).replace(f"--out {run_dir}", flag)) from None
+    if not args.resume and earlier_run_files(run_dir):  # never mix two runs' checkpoints and curves
+        raise MetaplasticError(f"{flag}: holds an earlier run ({', '.join(earlier_run_files(run_dir))}); "
+                               "pass --resume to continue it, or choose another --out or --run-dir")
     if args.backend is not None:
         from .compiled import set_default_backend
         set_default_backend(args.backend)
     if args.threads:
         torch.set_num_threads(args.threads)
-    sem = _semantics(args)
-    cfg = MetaConfig(dataset=args.dataset, n_train=args.n_train, n_test=args.n_test,
-                     vertices=args.vertices, cap=args.cap, rounds=args.rounds, p=args.p,
-                     input_weights=args.input_weights, recurrence=sem["recurrence"], firing=sem["firing"],
-                     meta_loss_on=sem["meta_loss_on"], learn=args.learn, rule_kind=args.rule_kind,
-                     output_rule_kind=args.output_rule_kind,
-                     mode=args.mode, hidden=args.hidden, eta=args.eta, init_scale=args.init_scale,
-                     output_rule=args.output_rule, graph_rule=args.graph_rule, batch=args.batch,
-                     eval_on=args.eval_on, loss=args.loss, steps=args.steps,
-                     tasks_per_step=args.tasks_per_step, lr=args.lr, weight_decay=args.weight_decay,
-                     estimator=args.estimator, es_population=args.es_population,
-                     es_sigma=args.es_sigma, update_on=args.update_on, output_rows=args.output_rows,
-                     output_input=sem["output_input"], resample_graphs=not args.fixed_graphs,
-                     seed=args.seed, dtype=args.dtype, device=args.device,
-                     checkpoint_every=args.checkpoint_every, final_networks=args.final_networks,
-                     data_dir=args.data_dir, n_classes=args.n_classes)
-    res = learn_rule(cfg, args.out, run_dir=args.run_dir, resume=args.resume,
+    res = learn_rule(learn_rule_config(args), args.out, run_dir=args.run_dir, resume=args.resume,
                      progress=not args.no_progress)
     _print_warnings(res)
     if args.json:
@@ -389,6 +392,27 @@ def cmd_learn_rule(args) -> int:
         print(_diagnostics_line(res))
         print(f"wrote {res['rule_file']} and {res['run_dir']}/ (curve.csv, results.json)")
     return 0
+
+
+def learn_rule_config(args):
+    """The :class:`~metaplastic.metatrain.MetaConfig` that ``learn-rule``'s flags ask for."""
+    from .metatrain import MetaConfig
+    sem = _semantics(args)
+    return MetaConfig(dataset=args.dataset, n_train=args.n_train, n_test=args.n_test,
+                      vertices=args.vertices, cap=args.cap, rounds=args.rounds, p=args.p,
+                      input_weights=args.input_weights, recurrence=sem["recurrence"], firing=sem["firing"],
+                      meta_loss_on=sem["meta_loss_on"], learn=args.learn, rule_kind=args.rule_kind,
+                      output_rule_kind=args.output_rule_kind,
+                      mode=args.mode, hidden=args.hidden, eta=args.eta, init_scale=args.init_scale,
+                      output_rule=args.output_rule, graph_rule=args.graph_rule, batch=args.batch,
+                      eval_on=args.eval_on, loss=args.loss, steps=args.steps,
+                      tasks_per_step=args.tasks_per_step, lr=args.lr, weight_decay=args.weight_decay,
+                      estimator=args.estimator, es_population=args.es_population,
+                      es_sigma=args.es_sigma, update_on=args.update_on, output_rows=args.output_rows,
+                      output_input=sem["output_input"], resample_graphs=not args.fixed_graphs,
+                      seed=args.seed, dtype=args.dtype, device=args.device,
+                      checkpoint_every=args.checkpoint_every, final_networks=args.final_networks,
+                      data_dir=args.data_dir, n_classes=args.n_classes)
 
 
 def _check_matplotlib() -> None:
@@ -426,6 +450,23 @@ def cmd_reproduce(args) -> int:
         rc = run_all(out, quick=args.quick, jobs=args.jobs, threads=args.threads, resume=args.resume)
         print(f"wrote {out}/REPORT.md")
         return rc
+    sem = _reproduce_semantics(args)
+    names = list(SECTIONS) if args.name == "all" else [args.name]
+    for name in names:
+        sec_out = out / name if args.name == "all" else out
+        mod = section_module(name)
+        res = _redraw_section(mod, sec_out) if args.plot_only else _run_section(args, name, mod, sec_out, sem)
+        write_report(sec_out, res["report"])
+    if args.name == "all":  # --plot-only: redraw every section, keep the combined report's timing table
+        _redraw_combined(out, names, args.quick)
+    print(f"wrote {out}/REPORT.md")
+    return 0
+
+
+def _reproduce_semantics(args):
+    """The semantics ``reproduce`` flags ask for, or None (the paper's text); an error where the
+    section does not take them."""
+    from .reproduce import SECTIONS, section_module
     sem_asked = args.paper_code or args.recurrence is not None or args.firing is not None
     sem = None
     if sem_asked:  # sections train with rules and schemes of their own: the preset's four settings
@@ -438,38 +479,44 @@ def cmd_reproduce(args) -> int:
             takes = [n for n in SECTIONS if "semantics" in inspect.signature(section_module(n).run).parameters]
             raise MetaplasticError(f"reproduce {args.name} runs under the paper's text only; the semantics "
                                    f"flags apply to {', '.join(takes) or 'no section yet'}")
-    names = list(SECTIONS) if args.name == "all" else [args.name]
-    for name in names:
-        sec_out = out / name if args.name == "all" else out
-        mod = section_module(name)
-        if args.plot_only:
-            res_path = sec_out / "results.json"
-            if not res_path.is_file():
-                raise MetaplasticError(f"--plot-only: no results at {res_path}; run the section first")
-            res = json.loads(res_path.read_text())
-            mod.plot(res, sec_out)
-            res["report"] = mod.report(res) if hasattr(mod, "report") else ""
-        else:
-            t0 = time.perf_counter()
-            print(f"[reproduce] {name} -> {sec_out}", file=sys.stderr)
-            from .sweep.executor import make_executor, using
-            with using(make_executor(args.workers, args.scheduler)) as ex:
-                try:
-                    res = mod.run(sec_out, quick=args.quick, **({} if sem is None else {"semantics": sem}))
-                finally:
-                    ex.close()
-            print(f"[reproduce] {name} done in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
-        write_report(sec_out, res["report"])
-    if args.name == "all":  # --plot-only: redraw every section, keep the combined report's timing table
-        from .reproduce.runall import write_combined
-        timing = {}
-        if (out / "timing.json").is_file():
-            timing = json.loads((out / "timing.json").read_text())
-        write_combined(out, names, timing.get("sections", {n: {"status": "ok"} for n in names}),
-                       timing.get("wall_seconds", 0.0), timing.get("jobs", 1), timing.get("threads", 1),
-                       timing.get("quick", args.quick))
-    print(f"wrote {out}/REPORT.md")
-    return 0
+    return sem
+
+
+def _redraw_section(mod, sec_out) -> dict:
+    """``--plot-only``: the section's saved results, its figures drawn again and its report."""
+    res_path = sec_out / "results.json"
+    if not res_path.is_file():
+        raise MetaplasticError(f"--plot-only: no results at {res_path}; run the section first")
+    res = json.loads(res_path.read_text())
+    mod.plot(res, sec_out)
+    res["report"] = mod.report(res) if hasattr(mod, "report") else ""
+    return res
+
+
+def _run_section(args, name, mod, sec_out, sem) -> dict:
+    """Run one section (on the executor ``--workers``/``--scheduler`` ask for)."""
+    import time
+    t0 = time.perf_counter()
+    print(f"[reproduce] {name} -> {sec_out}", file=sys.stderr)
+    from .sweep.executor import make_executor, using
+    with using(make_executor(args.workers, args.scheduler)) as ex:
+        try:
+            res = mod.run(sec_out, quick=args.quick, **({} if sem is None else {"semantics": sem}))
+        finally:
+            ex.close()
+    print(f"[reproduce] {name} done in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
+    return res
+
+
+def _redraw_combined(out, names, quick) -> None:
+    """``reproduce all --plot-only``: the combined report, keeping the earlier run's timing table."""
+    from .reproduce.runall import write_combined
+    timing = {}
+    if (out / "timing.json").is_file():
+        timing = json.loads((out / "timing.json").read_text())
+    write_combined(out, names, timing.get("sections", {n: {"status": "ok"} for n in names}),
+                   timing.get("wall_seconds", 0.0), timing.get("jobs", 1), timing.get("threads", 1),
+                   timing.get("quick", quick))
 
 
 def cmd_data(args) -> int:
@@ -495,7 +542,6 @@ def cmd_data(args) -> int:
 
 def cmd_attack(args) -> int:
     import time
-    from pathlib import Path
 
     import torch
 
@@ -507,29 +553,10 @@ def cmd_attack(args) -> int:
         raise MetaplasticError(f"--eps must be >= 0, got {args.eps}")
     if args.attack not in attacks.ATTACKS + ("all",):
         raise MetaplasticError(f"unknown attack {args.attack!r}; choose from {', '.join(attacks.ATTACKS)}, all")
-
-    def load(d):
-        d = Path(d)
-        model = robustness.load_model(d)
-        cfg_p = d / "config.json"
-        cfg = json.loads(cfg_p.read_text()) if cfg_p.is_file() else {}
-        return model, cfg
-    from .memory import attack_estimate, check, saved_networks
-    info, src = saved_networks(args.model), saved_networks(args.source) if args.source else None
-    if info is not None:
-        check(attack_estimate(model_bytes=info["bytes"], members=info["members"], V=info["V"],
-                              T=info["T"], E=info["E"], source_bytes=src["bytes"] if src else 0,
-                              n_images=args.n_images), "use fewer --n-images or a machine with more memory")
-    model, cfg = load(args.model)
-    mc = getattr(model, "config", None)
-    have = {"recurrence": getattr(mc, "recurrence", "wh+ax"), "firing": getattr(mc, "firing", "nonzero")}
-    if args.paper_code or args.recurrence is not None or args.firing is not None:
-        want = _semantics(args)
-        if want != have:
-            raise MetaplasticError(f"{args.model} was trained under recurrence={have['recurrence']}, "
-                                   f"firing={have['firing']} (its saved config), not "
-                                   f"recurrence={want['recurrence']}, firing={want['firing']}")
-    source = load(args.source)[0] if args.source else None
+    _check_attack_memory(args)
+    model, cfg = _load_attacked(args.model)
+    have = _check_attack_semantics(args, model)
+    source = _load_attacked(args.source)[0] if args.source else None
     if args.attack == "transfer" and source is None:
         raise MetaplasticError("--attack transfer needs --source RUN_DIR (the model to craft the inputs on)")
     n_test = int(cfg.get("n_test", args.n_images))
@@ -543,24 +570,7 @@ def cmd_attack(args) -> int:
     correct = attacks.predict(model, x) == y
     out = {"model": str(args.model), "attack": args.attack, "eps": args.eps, "n": int(x.shape[0]),
            "clean_accuracy": float(correct.double().mean()), "semantics": have}
-    if args.attack == "all":
-        if args.eps == 0:
-            robust = int(correct.sum())
-        else:
-            proto = robustness.Protocol(eps=(args.eps,), per_attack_images=0, scale_factors=())
-            res = robustness.evaluate(model, x, y, proto, source=source, seed=args.seed, standalone=False,
-                                      eps0=False, fig_images=0)
-            robust = res["curves"]["worst"]["robust"][0]
-            out["broken_by"] = res["broken_by"]
-            out["masking"] = res["masking"]
-    else:
-        idx = correct.nonzero()[:, 0]
-        r = attacks.run_attack(args.attack, model, x[idx], y[idx], args.eps,
-                               generator=torch.Generator().manual_seed(args.seed), source=source,
-                               reference=x, reference_pred=attacks.predict(model, x))
-        robust = int(idx.numel() - int(r.success.sum()))
-        out.update(grads=r.grads, queries=r.queries, zero_grads=r.zero_grads,
-                   stats={k: v for k, v in r.stats.items() if not isinstance(v, torch.Tensor)})
+    robust = _robust_count(args, model, x, y, correct, source, out)
     out["robust_accuracy"] = robust / max(out["n"], 1)
     out["wilson95"] = list(robustness.wilson(robust, out["n"]))
     out["seconds"] = time.perf_counter() - t0
@@ -572,6 +582,65 @@ def cmd_attack(args) -> int:
               f"[{lo:.4f}, {hi:.4f}] (clean {out['clean_accuracy']:.4f}, {out['n']} images, "
               f"{out['seconds']:.1f} s)")
     return 0
+
+
+def _load_attacked(d):
+    """The network saved in RUN_DIR ``d`` and its config.json (empty where there is none)."""
+    from pathlib import Path
+
+    from . import robustness
+    d = Path(d)
+    model = robustness.load_model(d)
+    cfg_p = d / "config.json"
+    cfg = json.loads(cfg_p.read_text()) if cfg_p.is_file() else {}
+    return model, cfg
+
+
+def _check_attack_memory(args) -> None:
+    """An error before loading anything where the attack would not fit in memory."""
+    from .memory import attack_estimate, check, saved_networks
+    info, src = saved_networks(args.model), saved_networks(args.source) if args.source else None
+    if info is not None:
+        check(attack_estimate(model_bytes=info["bytes"], members=info["members"], V=info["V"],
+                              T=info["T"], E=info["E"], source_bytes=src["bytes"] if src else 0,
+                              n_images=args.n_images), "use fewer --n-images or a machine with more memory")
+
+
+def _check_attack_semantics(args, model) -> dict:
+    """The semantics the model was trained under; an error where the flags ask for others."""
+    mc = getattr(model, "config", None)
+    have = {"recurrence": getattr(mc, "recurrence", "wh+ax"), "firing": getattr(mc, "firing", "nonzero")}
+    if args.paper_code or args.recurrence is not None or args.firing is not None:
+        want = _semantics(args)
+        if want != have:
+            raise MetaplasticError(f"{args.model} was trained under recurrence={have['recurrence']}, "
+                                   f"firing={have['firing']} (its saved config), not "
+                                   f"recurrence={want['recurrence']}, firing={want['firing']}")
+    return have
+
+
+def _robust_count(args, model, x, y, correct, source, out: dict) -> int:
+    """How many of the images stay correctly classified under ``--attack`` at ``--eps``; the
+    attack's own figures go into ``out``."""
+    import torch
+
+    from . import attacks, robustness
+    if args.attack == "all":
+        if args.eps == 0:
+            return int(correct.sum())
+        proto = robustness.Protocol(eps=(args.eps,), per_attack_images=0, scale_factors=())
+        res = robustness.evaluate(model, x, y, proto, source=source, seed=args.seed, standalone=False,
+                                  eps0=False, fig_images=0)
+        out["broken_by"] = res["broken_by"]
+        out["masking"] = res["masking"]
+        return res["curves"]["worst"]["robust"][0]
+    idx = correct.nonzero()[:, 0]
+    r = attacks.run_attack(args.attack, model, x[idx], y[idx], args.eps,
+                           generator=torch.Generator().manual_seed(args.seed), source=source,
+                           reference=x, reference_pred=attacks.predict(model, x))
+    out.update(grads=r.grads, queries=r.queries, zero_grads=r.zero_grads,
+               stats={k: v for k, v in r.stats.items() if not isinstance(v, torch.Tensor)})
+    return int(idx.numel() - int(r.success.sum()))
 
 
 COMMANDS = {"attack": cmd_attack, "train": cmd_train, "learn-rule": cmd_learn_rule, "reproduce": cmd_reproduce,

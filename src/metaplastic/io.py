@@ -29,8 +29,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import tempfile
+from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
 
@@ -50,43 +52,56 @@ def _umask() -> int:
     return mask
 
 
-def atomic_write_text(path, text: str) -> None:
-    """Write a file so that a crash leaves either the old or the new content."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual mode
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def atomic_torch_save(obj, path) -> None:
+@contextmanager
+def _replacing(path):
+    """A temporary file beside ``path`` (with the usual mode) to write into: it replaces ``path``
+    when the block ends, and is removed when the block raises."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     os.close(fd)
     try:
-        os.chmod(tmp, 0o666 & ~_umask())
-        torch.save(obj, tmp)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual mode
+        yield tmp
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def atomic_write_text(path, text: str) -> None:
+    """Write a file so that a crash leaves either the old or the new content."""
+    with _replacing(path) as tmp, open(tmp, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def atomic_torch_save(obj, path) -> None:
+    """``torch.save`` so that a crash leaves either the old or the new file."""
+    with _replacing(path) as tmp:
+        torch.save(obj, tmp)
 
 
 def write_json(path, obj, sort_keys: bool = True) -> None:
     """Atomically write ``obj`` as indented JSON (keys sorted unless ``sort_keys=False``, which keeps
     insertion order: results whose order means something, like a table's rows)."""
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=sort_keys) + "\n")
+
+
+def finite_json(obj):
+    """``obj`` as strict JSON data (``json.dumps(..., allow_nan=False)`` takes it): non-finite
+    floats as null, keys and values of other types (paths, ...) as strings."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {str(k): finite_json(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [finite_json(v) for v in obj]
+    if isinstance(obj, (str, int, bool)) or obj is None:
+        return obj
+    return str(obj)
 
 
 def read_json(path) -> dict | None:

@@ -276,32 +276,13 @@ def _graph_sweep(nets: Networks, rec, tables: Tables, dW, dlg):
         codes = rec.words[ids].long()                                  # [n, B, V]
         a = rec.active[ids].to(dtype)                                  # [n, B]
         Y = one_hot(codes, K, dtype).reshape(n * B, V, K)
-        rows = (lookup(table, codes) * (a * tables.graph_eta)[..., None, None]).reshape(n * B, V, K)
-        Ws = torch.bmm(rows, Y.transpose(1, 2)).reshape(n, B, V, V)  # update deltas D_s
-        Ws.mul_(G).cumsum_(0)                       # D_s + ... + D_last (steps run latest first)
-        if mult:                                    # W_s = W_end * exp(-(...)) or W_end - (...)
-            Ws.neg_().exp_().mul_(Wc)
-        else:
-            Ws.neg_().add_(Wc)
-        # X_s: the VJP of example s's rounds, with W_s
-        hs = rec.states[ids]                                           # [n, B, T, V]
-        P = None if rec.drive is None else rec.drive[ids]              # W(h + Ax): [n, B, V]
-        d = dlg[ids]                                                   # [n, B, V]
-        Wf = Ws.reshape(n * B, V, V)
-        us, vs = [], []
-        for t in range(T - 1, 0, -1):
-            dz = d * (hs[:, :, t] != 0)
-            us.append(hs[:, :, t - 1] if P is None else hs[:, :, t - 1] + P)
-            vs.append(dz)
-            if t > 1:
-                d = torch.bmm(Wf, dz.reshape(n * B, V, 1)).reshape(n, B, V)
-        X = torch.bmm(torch.stack(us, -1).reshape(n * B, V, T - 1),
-                      torch.stack(vs, -2).reshape(n * B, T - 1, V)).reshape(n, B, V, V)
+        Ws = _block_weights(table, codes, a * tables.graph_eta, Y, G, Wc, mult)
+        X = _block_vjp(rec, ids, dlg, Ws, T)                           # X_s, with W_s
         X.mul_(G)
         if mult:
             X.mul_(Ws)
         Wc = Ws[-1].clone()                                            # W before the block
-        del Ws, Wf
+        del Ws
         # Q (or R) after step s: base + X_{s+1} + ... + X_last
         X.cumsum_(0)
         after = torch.empty_like(X)
@@ -314,6 +295,41 @@ def _graph_sweep(nets: Networks, rec, tables: Tables, dW, dlg):
         g += (Cm * a[..., None, None]).sum((0, 1))
         del after
     return g * tables.graph_eta
+
+
+def _block_weights(table, codes, a_eta, Y, G, Wc, mult: bool):
+    """``W_s`` before each update of a block of steps (latest first) from ``W_c`` after the block:
+    ``W_end - (D_s + ... + D_last)`` (or ``W_end * exp(-(...))`` for a multiplicative rule).
+    ``codes [n, B, V]``, ``a_eta [n, B]`` (active x eta), ``Y`` their one-hot ``[n*B, V, K]``."""
+    n, B, V = codes.shape
+    rows = (lookup(table, codes) * a_eta[..., None, None]).reshape(n * B, V, -1)
+    Ws = torch.bmm(rows, Y.transpose(1, 2)).reshape(n, B, V, V)  # update deltas D_s
+    Ws.mul_(G).cumsum_(0)                       # D_s + ... + D_last (steps run latest first)
+    if mult:                                    # W_s = W_end * exp(-(...)) or W_end - (...)
+        Ws.neg_().exp_().mul_(Wc)
+    else:
+        Ws.neg_().add_(Wc)
+    return Ws
+
+
+def _block_vjp(rec, ids, dlg, Ws, T: int):
+    """``X_s [n, B, V, V]``: the vector-Jacobian product of example s's T rounds with respect to
+    ``W_s`` (through the recorded hidden states; the cap and ReLU pass gradients where a unit's
+    value is non-zero), for the block's steps ``ids``, before the mask ``G``."""
+    n, B, V, _ = Ws.shape
+    hs = rec.states[ids]                                           # [n, B, T, V]
+    P = None if rec.drive is None else rec.drive[ids]              # W(h + Ax): [n, B, V]
+    d = dlg[ids]                                                   # [n, B, V]
+    Wf = Ws.reshape(n * B, V, V)
+    us, vs = [], []
+    for t in range(T - 1, 0, -1):
+        dz = d * (hs[:, :, t] != 0)
+        us.append(hs[:, :, t - 1] if P is None else hs[:, :, t - 1] + P)
+        vs.append(dz)
+        if t > 1:
+            d = torch.bmm(Wf, dz.reshape(n * B, V, 1)).reshape(n, B, V)
+    return torch.bmm(torch.stack(us, -1).reshape(n * B, V, T - 1),
+                     torch.stack(vs, -2).reshape(n * B, T - 1, V)).reshape(n, B, V, V)
 
 
 def _graph_sweep_steps(nets: Networks, rec, tables: Tables, dW, dlg, chunk: int = 128):

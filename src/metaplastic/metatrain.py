@@ -29,6 +29,7 @@ from pathlib import Path
 
 import torch
 
+from .checks import ADAM_STEP_PER_LR, check_number
 from .compiled import resolve_for
 from .diagnostics import check_logits, degeneracy_warnings, diagnose, summary
 from .errors import MetaplasticError, TrainingDiverged
@@ -51,7 +52,7 @@ class MetaConfig(TaskSpec):
     mode: str = "additive"           # additive | multiplicative
     hidden: int = 20
     eta: float = 1e-2
-    init_scale: float = 1.0          # table rules start N(0, init_scale^2)
+    init_scale: float = 0.0          # table rules start N(0, init_scale^2); 0 (the CLI's default): at zero
     output_rule: str = "perceptron"  # the fixed output rule when only the graph rule is learned
     graph_rule: str = "none"         # the fixed graph rule when only the output rule is learned
     batch: int = 100
@@ -91,10 +92,10 @@ class MetaConfig(TaskSpec):
             v = getattr(self, name)
             if not isinstance(v, int) or v < 1:
                 raise MetaplasticError(f"--{name.replace('_', '-')} must be a positive integer, got {v!r}")
-        for name in ("lr", "eta", "es_sigma"):
-            v = getattr(self, name)
-            if not (isinstance(v, (int, float)) and v > 0 and v < float("inf")):
-                raise MetaplasticError(f"--{name.replace('_', '-')} must be positive, got {v!r}")
+        check_number("--lr", self.lr, self.dtype, factor=ADAM_STEP_PER_LR, why="Adam's first step, 10 x lr")
+        for name in ("eta", "es_sigma", "weight_decay", "init_scale"):
+            check_number(f"--{name.replace('_', '-')}", getattr(self, name), self.dtype,
+                         zero_ok=name in ("weight_decay", "init_scale"))
         if self.learn in ("graph", "both") and self.rounds < 2:
             raise MetaplasticError("learning a graph rule needs --rounds >= 2 (at T = 1 the graph "
                                    "never influences the output)")
@@ -173,6 +174,15 @@ def default_run_dir(out: str | Path) -> Path:
     return out.with_name(out.stem + ".run")
 
 
+#: What a learn-rule run writes into its run folder.
+RUN_FILES = ("checkpoint.pt", "config.json", "curve.csv", "results.json")
+
+
+def earlier_run_files(run_dir: str | Path) -> list[str]:
+    """The files of an earlier learn-rule run in ``run_dir`` (none where it is new or empty)."""
+    return [name for name in RUN_FILES if (Path(run_dir) / name).exists()]
+
+
 def learn_rule(cfg: MetaConfig, out: str | Path, *, run_dir: str | Path | None = None,
                resume: bool = False, progress: bool = True, stop_after: int | None = None) -> dict:
     """Learn the rules of ``cfg``; write the rule set to ``out`` and the run to ``run_dir``.
@@ -181,102 +191,142 @@ def learn_rule(cfg: MetaConfig, out: str | Path, *, run_dir: str | Path | None =
     networks trained with the learned rules, the learned tables, and the curve.
     ``stop_after`` ends the run early after that many steps (for tests).
     """
-    from .data import load_dataset
-    from .runner import DTYPES, make_progress
+    from .runner import DTYPES
 
     cfg.validate()
     dtype = DTYPES[cfg.dtype]
     run_dir = Path(run_dir) if run_dir is not None else default_run_dir(out)
     ckpt_path = run_dir / "checkpoint.pt"
+    if resume and not ckpt_path.is_file():
+        raise MetaplasticError(f"--resume: no checkpoint at {ckpt_path}")
+    data, netcfg = load_task(cfg, dtype)
+    rules = build_rules(cfg, dtype)
+    run = _Run(cfg, rules, run_dir)
+    if resume:
+        run.restore(ckpt_path)
+    else:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_json(run_dir / "config.json", asdict(cfg))
+    end = cfg.steps if stop_after is None else min(cfg.steps, run.start + stop_after)
+    t_run = time.perf_counter()
+    run.steps(data, netcfg, dtype, end, progress)
+    if end < cfg.steps:
+        return {"stopped_at": end}
+    return _finish(cfg, out, run, data, netcfg, dtype, time.perf_counter() - t_run)
+
+
+def load_task(cfg: MetaConfig, dtype):
+    """The data pool and the network config of ``cfg``, after the memory check."""
+    from .data import load_dataset
+    from .memory import check, learn_rule_estimate
     data = load_dataset(cfg.dataset, n_train=cfg.n_train, n_test=cfg.n_test, seed=cfg.seed,
                         data_dir=cfg.data_dir, n_classes=cfg.n_classes)
     netcfg = NetworkConfig(d=data.dim, n_classes=data.n_classes, vertices=cfg.vertices, cap=cfg.cap,
                            rounds=cfg.rounds, p=cfg.p, input_weights=cfg.input_weights,
                            recurrence=cfg.recurrence, firing=cfg.firing)
-    from .memory import check, learn_rule_estimate
     check(learn_rule_estimate(tasks=cfg.tasks_per_step, V=cfg.vertices, d=data.dim, l=data.n_classes,
                               T=cfg.rounds, batch=cfg.batch, n_train=data.x_train.shape[0],
                               n_test=data.x_test.shape[0], E=dtype.itemsize, estimator=cfg.estimator,
                               graph=cfg.learn != "output" or cfg.graph_rule != "none",
                               es_population=cfg.es_population, final_networks=cfg.final_networks),
           "use fewer --vertices, --tasks-per-step or --batch")
-    rules = build_rules(cfg, dtype)
-    params = rules.parameters()
-    opt = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    scheme = Scheme(cfg.update_on, cfg.output_rows, cfg.output_input)
-    history: list[dict] = []
-    start = 0
-    if resume:
-        if not ckpt_path.is_file():
-            raise MetaplasticError(f"--resume: no checkpoint at {ckpt_path}")
+    return data, netcfg
+
+
+class _Run:
+    """The state of one learn-rule run: the rules, Adam, the curve so far, and its checkpoints."""
+
+    def __init__(self, cfg: MetaConfig, rules: RuleSet, run_dir: Path):
+        self.cfg, self.rules, self.run_dir = cfg, rules, run_dir
+        self.ckpt_path = run_dir / "checkpoint.pt"
+        self.params = rules.parameters()
+        self.opt = torch.optim.Adam(self.params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.history: list[dict] = []
+        self.start = 0
+
+    @property
+    def trainings(self) -> int:
+        return self.history[-1]["trainings"] if self.history else 0
+
+    def restore(self, ckpt_path: Path) -> None:
+        """Continue from a checkpoint made with the same settings."""
         ck = torch.load(ckpt_path, map_location="cpu", weights_only=False)
         ck["config"] = {**record({}), **ck["config"]}  # made before the semantics switches: the text's
-        if ck["config"] != asdict(cfg):
-            diff = [k for k in ck["config"] if ck["config"][k] != asdict(cfg).get(k)]
+        if ck["config"] != asdict(self.cfg):
+            diff = [k for k in ck["config"] if ck["config"][k] != asdict(self.cfg).get(k)]
             raise MetaplasticError(f"--resume: the checkpoint at {ckpt_path} was made with other "
                                    f"settings ({', '.join(diff)}); use the same flags or a new run dir")
         with torch.no_grad():
-            for p, v in zip(params, ck["params"]):
+            for p, v in zip(self.params, ck["params"]):
                 p.copy_(v)
-        opt.load_state_dict(ck["optimizer"])
-        history = ck["history"]
-        start = ck["step"]
-    else:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        write_json(run_dir / "config.json", asdict(cfg))
+        self.opt.load_state_dict(ck["optimizer"])
+        self.history = ck["history"]
+        self.start = ck["step"]
 
-    def checkpoint(step):
-        atomic_torch_save({"step": step, "params": [p.detach().clone() for p in params],
-                           "optimizer": opt.state_dict(), "history": history, "config": asdict(cfg)},
-                          ckpt_path)
-        atomic_write_text(run_dir / "curve.csv", _curve_csv(history))
+    def checkpoint(self, step: int) -> None:
+        atomic_torch_save({"step": step, "params": [p.detach().clone() for p in self.params],
+                           "optimizer": self.opt.state_dict(), "history": self.history,
+                           "config": asdict(self.cfg)}, self.ckpt_path)
+        atomic_write_text(self.run_dir / "curve.csv", _curve_csv(self.history))
 
-    estimator = ESTIMATOR_FNS[cfg.estimator]
-    mode = rules.output.mode
-    bar_update, bar_close = make_progress(cfg.steps - start, "learn-rule", progress, unit="step")
-    bar = getattr(bar_update, "__self__", None)
-    t_run = time.perf_counter()
-    trainings = history[-1]["trainings"] if history else 0
-    end = cfg.steps if stop_after is None else min(cfg.steps, start + stop_after)
-    try:
-        for step in range(start, end):
-            t0 = time.perf_counter()
-            batch = draw_batch(cfg, data, netcfg, step, dtype, mode)
-            opt.zero_grad(set_to_none=True)
-            try:
-                stats = estimator(rules, batch, scheme, cfg.loss, population=cfg.es_population,
-                                  sigma=cfg.es_sigma, generator=step_generator(cfg.seed, step, 1),
-                                  loss_on=cfg.meta_loss_on)
-                bad = nonfinite_step(stats["loss"], params)
-            except TrainingDiverged as e:  # the inner training of this step overflowed
-                bad = f"its inner training diverged ({str(e).split('; ')[0].removeprefix('training diverged: ')})"
-            if not bad:
-                good = ([p.detach().clone() for p in params], copy.deepcopy(opt.state_dict()))
-                opt.step()
-                if not all(bool(torch.isfinite(p).all()) for p in params):
-                    bad = "Adam's update made the rules non-finite"
-                    with torch.no_grad():  # back to the state before the update
-                        for p, v in zip(params, good[0]):
-                            p.copy_(v)
-                    opt.load_state_dict(good[1])
-            if bad:  # keep the last good state (this step's rules, before the update), write no rule
-                checkpoint(step)
-                raise TrainingDiverged(f"learn-rule diverged at step {step + 1}: {bad}; the last good "
-                                       f"state (step {step}) is in {ckpt_path}; try a smaller --lr or --eta")
-            trainings += stats["trainings"]
-            history.append({"step": step + 1, "loss": stats["loss"], "accuracy": stats["accuracy"],
-                            "trainings": trainings, "seconds": time.perf_counter() - t0})
-            if bar is not None:
-                bar.set_postfix(loss=f"{stats['loss']:.4f}", acc=f"{stats['accuracy']:.3f}")
-            if bar_update is not None:
-                bar_update(1)
-            if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == end:
-                checkpoint(step + 1)
-    finally:
-        bar_close()
-    if end < cfg.steps:
-        return {"stopped_at": end}
-    seconds = time.perf_counter() - t_run
+    def steps(self, data, netcfg: NetworkConfig, dtype, end: int, progress: bool) -> None:
+        """Meta-steps ``start..end-1``, with a progress bar and checkpoints."""
+        from .runner import make_progress
+        cfg = self.cfg
+        bar_update, bar_close = make_progress(cfg.steps - self.start, "learn-rule", progress, unit="step")
+        bar = getattr(bar_update, "__self__", None)
+        scheme = Scheme(cfg.update_on, cfg.output_rows, cfg.output_input)
+        trainings = self.trainings
+        try:
+            for step in range(self.start, end):
+                t0 = time.perf_counter()
+                batch = draw_batch(cfg, data, netcfg, step, dtype, self.rules.output.mode)
+                stats = self.step(batch, scheme, step)
+                trainings += stats["trainings"]
+                self.history.append({"step": step + 1, "loss": stats["loss"], "accuracy": stats["accuracy"],
+                                     "trainings": trainings, "seconds": time.perf_counter() - t0})
+                if bar is not None:
+                    bar.set_postfix(loss=f"{stats['loss']:.4f}", acc=f"{stats['accuracy']:.3f}")
+                if bar_update is not None:
+                    bar_update(1)
+                if (step + 1) % cfg.checkpoint_every == 0 or step + 1 == end:
+                    self.checkpoint(step + 1)
+        finally:
+            bar_close()
+
+    def step(self, batch: MetaBatch, scheme: Scheme, step: int) -> dict:
+        """One meta-step: the estimator's gradient, then Adam's update; a step that makes anything
+        non-finite writes the last good state and raises :class:`TrainingDiverged`."""
+        cfg, params, opt = self.cfg, self.params, self.opt
+        opt.zero_grad(set_to_none=True)
+        try:
+            stats = ESTIMATOR_FNS[cfg.estimator](self.rules, batch, scheme, cfg.loss,
+                                                 population=cfg.es_population, sigma=cfg.es_sigma,
+                                                 generator=step_generator(cfg.seed, step, 1),
+                                                 loss_on=cfg.meta_loss_on)
+            bad = nonfinite_step(stats["loss"], params)
+        except TrainingDiverged as e:  # the inner training of this step overflowed
+            bad = f"its inner training diverged ({str(e).split('; ')[0].removeprefix('training diverged: ')})"
+        if not bad:
+            good = ([p.detach().clone() for p in params], copy.deepcopy(opt.state_dict()))
+            opt.step()
+            if not all(bool(torch.isfinite(p).all()) for p in params):
+                bad = "Adam's update made the rules non-finite"
+                with torch.no_grad():  # back to the state before the update
+                    for p, v in zip(params, good[0]):
+                        p.copy_(v)
+                opt.load_state_dict(good[1])
+        if bad:  # keep the last good state (this step's rules, before the update), write no rule
+            self.checkpoint(step)
+            raise TrainingDiverged(f"learn-rule diverged at step {step + 1}: {bad}; the last good "
+                                   f"state (step {step}) is in {self.ckpt_path}; try a smaller --lr or --eta, "
+                                   "with another --out or --run-dir")
+        return stats
+
+
+def _finish(cfg: MetaConfig, out, run: _Run, data, netcfg: NetworkConfig, dtype, seconds: float) -> dict:
+    """Train networks with the learned rules, then write the rule set and results.json."""
+    rules, history = run.rules, run.history
     meta = {"made_by": "metaplastic learn-rule", "config": asdict(cfg), "semantics": record(cfg)}
     result = evaluate_rules(cfg, rules, data, netcfg, dtype)  # first: a rule that diverges is not saved
     save_ruleset(out, {"output": rules.output, "graph": rules.graph}, meta=meta)
@@ -286,12 +336,12 @@ def learn_rule(cfg: MetaConfig, out: str | Path, *, run_dir: str | Path | None =
         "final_loss_mean_last10": sum(r["loss"] for r in last) / max(len(last), 1),
         "output_table": rules.output.factors().detach().double().tolist(),
         "graph_table": None if rules.graph is None else rules.graph.factors().detach().double().tolist(),
-        "steps": cfg.steps, "trainings": trainings, "seconds_this_run": seconds,
-        "rule_file": str(out), "run_dir": str(run_dir), "config": asdict(cfg),
+        "steps": cfg.steps, "trainings": run.trainings, "seconds_this_run": seconds,
+        "rule_file": str(out), "run_dir": str(run.run_dir), "config": asdict(cfg),
         "backend": resolve_for(None, netcfg, cfg.device, dtype),
         "semantics": record(cfg),
     })
-    write_json(run_dir / "results.json", result)
+    write_json(run.run_dir / "results.json", result)
     return result
 
 

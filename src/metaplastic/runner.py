@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 
+from .checks import ADAM_STEP_PER_LR, check_number
 from .compiled import resolve_backend
 from .diagnostics import check_logits, degeneracy_warnings, diagnose, summary
 from .errors import MetaplasticError, TrainingDiverged
@@ -77,10 +78,9 @@ class TrainJob(TaskSpec):
             raise MetaplasticError(f"--gd must be one of {GD_CHOICES}, got {self.gd!r}")
         if self.dtype not in DTYPES:
             raise MetaplasticError(f"dtype must be one of {tuple(DTYPES)}, got {self.dtype!r}")
-        if self.eta is not None and not (self.eta > 0 and self.eta < float("inf")):
-            raise MetaplasticError(f"eta must be a positive finite number, got {self.eta!r}")
-        if not isinstance(self.gd_lr, (int, float)) or not self.gd_lr > 0:
-            raise MetaplasticError(f"GD learning rate must be positive, got {self.gd_lr!r}")
+        if self.eta is not None:
+            check_number("--eta", self.eta, self.dtype)
+        check_number("--gd-lr", self.gd_lr, self.dtype, factor=ADAM_STEP_PER_LR, why="Adam's first step, 10 x lr")
         Scheme(self.update_on, self.output_rows, self.output_input)
         self.check_semantics()
 

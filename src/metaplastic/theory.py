@@ -245,44 +245,15 @@ def trace_ab_unit(a: float, b: float, X: np.ndarray, y: np.ndarray, epochs: int 
     """
     X = np.asarray(X, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
-    m, n = X.shape
-    w = np.zeros(n)
+    w = np.zeros(X.shape[1])
     epoch_w = [w.copy()]
     patterns, epoch_mistakes, epoch_updates = [], [], []
     steps = [] if record_steps else None
-    mistakes = updates = 0
     converged = False
     cert = None
     for e in range(epochs):
-        pat, mis, upd = [], 0, 0
-        for j in range(m):
-            x = X[j]
-            s = float(x @ w)
-            pos = s > 0 or (tie_positive and s == 0)
-            wrong = bool(pos != (y[j] > 0))
-            update = wrong
-            if not wrong and margin > 0:
-                if normalized:
-                    update = bool(y[j] * s <= margin * float(np.sqrt(w @ w)))
-                else:
-                    update = abs(s) < margin
-            if not update:
-                continue
-            u = ab_update(a, b, x, y[j])
-            if record_steps:
-                steps.append({"epoch": e, "index": j, "label": int(y[j]), "score": s, "mistake": wrong,
-                              "w_norm2": float(w @ w), "w_norm2_after": float((w + u) @ (w + u)),
-                              "sum_w_on": float(w[x > 0].sum()),
-                              "wstar_dot_w": None if wstar is None else float(wstar @ w),
-                              "wstar_dot_w_after": None if wstar is None else float(wstar @ (w + u)),
-                              "wstar_on": None if wstar is None else float(wstar[x > 0].sum()),
-                              "wstar_off": None if wstar is None else float(wstar[x < 0].sum())})
-            w = w + u
-            pat.append((j, bool(wrong)))
-            mis += wrong
-            upd += 1
-        mistakes += mis
-        updates += upd
+        w, pat, mis, upd = _ab_epoch(a, b, X, y, w, e, tie_positive=tie_positive, margin=margin,
+                                     normalized=normalized, wstar=wstar, steps=steps)
         patterns.append(tuple(pat))
         epoch_mistakes.append(mis)
         epoch_updates.append(upd)
@@ -297,9 +268,48 @@ def trace_ab_unit(a: float, b: float, X: np.ndarray, y: np.ndarray, epochs: int 
             cert = periodic_certificate(X, y, epoch_w, patterns, max_period=max_period)
             if cert is not None:
                 break
-    return {"w": w, "mistakes": mistakes, "updates": updates, "epochs": len(patterns),
+    return {"w": w, "mistakes": sum(epoch_mistakes), "updates": sum(epoch_updates), "epochs": len(patterns),
             "converged": converged, "certificate": cert, "epoch_mistakes": epoch_mistakes,
             "epoch_updates": epoch_updates, "patterns": patterns, "epoch_w": epoch_w, "steps": steps}
+
+
+def _ab_epoch(a: float, b: float, X: np.ndarray, y: np.ndarray, w: np.ndarray, e: int, *,
+              tie_positive: bool, margin: float, normalized: bool, wstar, steps: list | None):
+    """One epoch of :func:`trace_ab_unit` in order: ``(w, [(j, mistaken)] updated, mistakes,
+    updates)``; each update's record appended to ``steps`` when it is a list."""
+    pat, mis, upd = [], 0, 0
+    for j in range(X.shape[0]):
+        x = X[j]
+        s = float(x @ w)
+        pos = s > 0 or (tie_positive and s == 0)
+        wrong = bool(pos != (y[j] > 0))
+        update = wrong
+        if not wrong and margin > 0:
+            if normalized:
+                update = bool(y[j] * s <= margin * float(np.sqrt(w @ w)))
+            else:
+                update = abs(s) < margin
+        if not update:
+            continue
+        u = ab_update(a, b, x, y[j])
+        if steps is not None:
+            steps.append(_step_record(e, j, x, y[j], s, wrong, w, u, wstar))
+        w = w + u
+        pat.append((j, bool(wrong)))
+        mis += wrong
+        upd += 1
+    return w, pat, mis, upd
+
+
+def _step_record(e: int, j: int, x, label, s: float, wrong: bool, w, u, wstar) -> dict:
+    """What the proof of Theorem 3 says about one update, before and after it."""
+    return {"epoch": e, "index": j, "label": int(label), "score": s, "mistake": wrong,
+            "w_norm2": float(w @ w), "w_norm2_after": float((w + u) @ (w + u)),
+            "sum_w_on": float(w[x > 0].sum()),
+            "wstar_dot_w": None if wstar is None else float(wstar @ w),
+            "wstar_dot_w_after": None if wstar is None else float(wstar @ (w + u)),
+            "wstar_on": None if wstar is None else float(wstar[x > 0].sum()),
+            "wstar_off": None if wstar is None else float(wstar[x < 0].sum())}
 
 
 def periodic_certificate(X: np.ndarray, y: np.ndarray, epoch_w: list, patterns: list, *,

@@ -128,7 +128,7 @@ def es_vs_replay(out: Path, quick: bool = False, budget: int = 1500, population:
             steps = budget // per_step
             cfg = MetaConfig(dataset="halfspace", vertices=100, cap=50, rounds=1, learn="output",
                              steps=steps, seed=seed, estimator=est, es_population=population,
-                             es_sigma=0.1, checkpoint_every=max(steps, 1),
+                             es_sigma=0.1, checkpoint_every=max(steps, 1), init_scale=1.0,
                              lr=0.01 if est == "replay" else es_lr,
                              n_train=2000 if quick else 10000, n_test=1000 if quick else 10000)
             t0 = time.perf_counter()
@@ -165,7 +165,7 @@ def relu1_graph(out: Path, quick: bool = False, steps: int = 300, networks: int 
     """
     if quick:
         steps, networks = 20, 1
-    common = dict(dataset="relu1", vertices=100, cap=50, rounds=3, steps=steps, seed=0,
+    common = dict(dataset="relu1", vertices=100, cap=50, rounds=3, steps=steps, seed=0, init_scale=1.0,
                   batch=100 if quick else 1000, eval_on="heldout",
                   checkpoint_every=max(steps // 4, 1), final_networks=networks,
                   n_train=2000 if quick else 10000, n_test=1000 if quick else 10000)

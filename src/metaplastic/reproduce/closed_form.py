@@ -138,19 +138,7 @@ def run_dataset(name: str, data, cfg: dict) -> dict:
     l = data.n_classes
     res = {"dataset": name, "n_train": data.n_train, "n_test": data.n_test, "n_classes": l,
            "accuracy": {}, "per_network": []}
-    nets = init_networks(netcfg, seeds, dtype=torch.float64)
-    sols = []
-    for b in range(len(seeds)):
-        t0 = time.perf_counter()
-        H = hidden_states(nets, data.x_train, b)
-        sol = mse_optimal_output_rule(H, data.y_train, l, eta)
-        sol["seconds"] = time.perf_counter() - t0
-        Ht = hidden_states(nets, data.x_test, b)
-        sol["test_accuracy"] = float(((Ht @ sol["U"]).argmax(1) == data.y_test).double().mean())
-        sol["train_accuracy"] = float(((H @ sol["U"]).argmax(1) == data.y_train).double().mean())
-        sol["ceiling"] = family_ceiling(Ht, sol["S"], data.y_test, rules=[sol["r"], perceptron_table(1)])
-        sol["H"] = H
-        sols.append(sol)
+    sols = _closed_form_solutions(netcfg, seeds, data, eta)
     # (a) actually train with the optimal tables (one per network) in the all/all scheme
     orders = data_orders(data.n_train, 1, seeds)
     trained = init_networks(netcfg, seeds, dtype=torch.float64)
@@ -177,19 +165,8 @@ def run_dataset(name: str, data, cfg: dict) -> dict:
                "family_ceiling_angle": sol["ceiling"]["angle"]}
         # (b) BFGS from several starts (network 0 only in full mode: each start costs seconds)
         if b < cfg["gd_networks"]:
-            scale = sol["M"].diagonal().rsqrt()
-            g = torch.Generator().manual_seed(1234 + b)
-            gd = []
-            for s in range(cfg["gd_starts"]):
-                start = torch.zeros(4, dtype=torch.float64) if s == 0 else \
-                    3 * torch.randn(4, generator=g, dtype=torch.float64)
-                r_gd, evals = bfgs_to_optimum(sol["H"], data.y_train, l, sol["S"], eta, scale, start)
-                err = float((r_gd - sol["r"]).abs().max() / sol["r"].abs().max())
-                loss_gd = float(mse_loss(sol["H"] @ closed_form_weights(sol["S"], r_gd, eta), data.y_train, l))
-                gd.append({"start": (scale * start).tolist(), "r": r_gd.tolist(), "max_rel_err": err,
-                           "grad_evals": evals, "loss": loss_gd, "loss_minus_closed_form": loss_gd - sol["loss"]})
-            row["gd"] = gd
-            row["gd_max_rel_err"] = max(x["max_rel_err"] for x in gd)
+            row["gd"] = _bfgs_check(sol, data.y_train, l, eta, cfg["gd_starts"], seed=1234 + b)
+            row["gd_max_rel_err"] = max(x["max_rel_err"] for x in row["gd"])
         res["per_network"].append(row)
     res["train_all_all_seconds"] = train_seconds
     res["accuracy"]["mse_optimal"] = [s["test_accuracy"] for s in sols]
@@ -202,6 +179,40 @@ def run_dataset(name: str, data, cfg: dict) -> dict:
         res[f"{key}_seconds"] = time.perf_counter() - t0
         res["accuracy"][key] = accuracy(p, data.x_test.double(), data.y_test).tolist()
     return res
+
+
+def _closed_form_solutions(netcfg: NetworkConfig, seeds, data, eta: float) -> list[dict]:
+    """Each network's MSE-optimal table in closed form, its accuracies and its family's ceiling."""
+    nets = init_networks(netcfg, seeds, dtype=torch.float64)
+    sols = []
+    for b in range(len(seeds)):
+        t0 = time.perf_counter()
+        H = hidden_states(nets, data.x_train, b)
+        sol = mse_optimal_output_rule(H, data.y_train, data.n_classes, eta)
+        sol["seconds"] = time.perf_counter() - t0
+        Ht = hidden_states(nets, data.x_test, b)
+        sol["test_accuracy"] = float(((Ht @ sol["U"]).argmax(1) == data.y_test).double().mean())
+        sol["train_accuracy"] = float(((H @ sol["U"]).argmax(1) == data.y_train).double().mean())
+        sol["ceiling"] = family_ceiling(Ht, sol["S"], data.y_test, rules=[sol["r"], perceptron_table(1)])
+        sol["H"] = H
+        sols.append(sol)
+    return sols
+
+
+def _bfgs_check(sol: dict, y, l: int, eta: float, starts: int, seed: int) -> list[dict]:
+    """BFGS on L(r) from a zero and ``starts - 1`` random starts, against the closed-form r."""
+    scale = sol["M"].diagonal().rsqrt()
+    g = torch.Generator().manual_seed(seed)
+    gd = []
+    for s in range(starts):
+        start = torch.zeros(4, dtype=torch.float64) if s == 0 else \
+            3 * torch.randn(4, generator=g, dtype=torch.float64)
+        r_gd, evals = bfgs_to_optimum(sol["H"], y, l, sol["S"], eta, scale, start)
+        err = float((r_gd - sol["r"]).abs().max() / sol["r"].abs().max())
+        loss_gd = float(mse_loss(sol["H"] @ closed_form_weights(sol["S"], r_gd, eta), y, l))
+        gd.append({"start": (scale * start).tolist(), "r": r_gd.tolist(), "max_rel_err": err,
+                   "grad_evals": evals, "loss": loss_gd, "loss_minus_closed_form": loss_gd - sol["loss"]})
+    return gd
 
 
 def run(out: Path, quick: bool = False) -> dict:
@@ -273,44 +284,13 @@ def report(results: dict) -> str:
     cfg = results["config"]
     per = results["datasets"]
     per = {n: per[n] for n in cfg["datasets"] if n in per}
-    acc_rows = []
-    for name, r in per.items():
-        cells = [fmt_pm(summarize(r["accuracy"][k])) for k in METHODS]
-        paper = " / ".join(PAPER_MNIST.values()) if name == "mnist" else \
-            "'comparable' (no numbers)"
-        ceil = [p.get("family_ceiling_test_accuracy") for p in r["per_network"]]
-        ceil_cell = fmt_pm(summarize(ceil)) if None not in ceil else "-"
-        acc_rows.append([name] + cells + [ceil_cell, paper])
-    chk_rows = []
-    for name, r in per.items():
-        for n in r["per_network"]:
-            chk_rows.append([name, n["seed"], f"{n['weights_max_rel_diff']:.1e}",
-                             "yes" if n["weights_allclose_1e-9"] else "NO",
-                             f"{n['gd_max_rel_err']:.1e} ({len(n['gd'])} starts)" if "gd" in n else "-",
-                             f"{n['cond_scaled']:.1e}", "yes" if n["ridge"] > 0 else "no",
-                             _fmt_r(n["r_normalized"]), f"{n['train_mse']:.4f}"])
+    acc_rows, chk_rows = _accuracy_rows(per), _check_rows(per)
     ridge = ("A ridge was needed for at least one system (see `ridge` in results.json)."
              if results["any_ridge"] else
              "No system was singular: the ridge fallback (1e-12 x trace/4, used only if the "
              "Jacobi-scaled 4 x 4 matrix has condition number above 1e13 or the solve fails) was never used.")
     notes = "".join(f"\n* {n}" for n in results["notes"])
-    mnist_note = ""
-    if "mnist" in per:
-        acc = {k: summarize(per["mnist"]["accuracy"][k])["mean"] for k in METHODS}
-        r0 = per["mnist"]["per_network"][0]["r_normalized"]
-        ceil = max(p["family_ceiling_test_accuracy"] for p in per["mnist"]["per_network"])
-        mnist_note = (f"\n\n**MNIST gap.** We measure {acc['perceptron']:.1%} / {acc['perceptron_all']:.1%} / "
-                      f"{acc['mse_optimal']:.1%} against the paper's ~92% / 88-89% / 89%. The MSE-optimal table "
-                      f"(normalized) is {_fmt_r(r0)}: its largest entries are in row a = 0, the units that did "
-                      "*not* fire (gain 1; a fired unit's gain is its value h_i). The closed form and the "
-                      "trained weights agree, so the gap is not in the solve. It is in the scheme: with updates on "
-                      "all examples to all rows, U[:, c] = (r00 - r01) S0_c + (r10 - r11) S1_c + (a vector that is "
-                      "the same for every class), so *every* rule yields a classifier argmax_c alpha h.S0_c + "
-                      "beta h.S1_c, a one-parameter family of class-sum classifiers. The best member of that family, "
-                      "chosen on the test set itself (the angle of (alpha, beta) scanned in 0.5 degree steps), "
-                      f"reaches {ceil:.1%} on MNIST here, so no output rule in this scheme can reach the paper's "
-                      "88-89% with this network; the paper's figure must come from a different setting (the "
-                      "paper does not state T or the network for it).")
+    mnist_note = _mnist_note(per["mnist"]) if "mnist" in per else ""
     return (
         "## Appendix B / A.4: the MSE-optimal output rule in closed form\n\n"
         f"T = 1, |V| = {cfg['vertices']}, k = {cfg['cap']}, {cfg['n_train']} training and {cfg['n_test']} "
@@ -354,3 +334,48 @@ def report(results: dict) -> str:
           "of `chi^1 - chi^0` over the examples of class c and A over all examples; the common A does not "
           "change the argmax, so it is a class-template (summed, not averaged) classifier."
         + mnist_note + notes + "\n\n![accuracies](closed_form.png)")
+
+
+def _accuracy_rows(per: dict) -> list[list]:
+    """Per dataset: test accuracy of each method, the scheme's ceiling, the paper's figure."""
+    acc_rows = []
+    for name, r in per.items():
+        cells = [fmt_pm(summarize(r["accuracy"][k])) for k in METHODS]
+        paper = " / ".join(PAPER_MNIST.values()) if name == "mnist" else \
+            "'comparable' (no numbers)"
+        ceil = [p.get("family_ceiling_test_accuracy") for p in r["per_network"]]
+        ceil_cell = fmt_pm(summarize(ceil)) if None not in ceil else "-"
+        acc_rows.append([name] + cells + [ceil_cell, paper])
+    return acc_rows
+
+
+def _check_rows(per: dict) -> list[list]:
+    """Per network: closed form against the trained weights and against BFGS."""
+    chk_rows = []
+    for name, r in per.items():
+        for n in r["per_network"]:
+            chk_rows.append([name, n["seed"], f"{n['weights_max_rel_diff']:.1e}",
+                             "yes" if n["weights_allclose_1e-9"] else "NO",
+                             f"{n['gd_max_rel_err']:.1e} ({len(n['gd'])} starts)" if "gd" in n else "-",
+                             f"{n['cond_scaled']:.1e}", "yes" if n["ridge"] > 0 else "no",
+                             _fmt_r(n["r_normalized"]), f"{n['train_mse']:.4f}"])
+    return chk_rows
+
+
+def _mnist_note(mnist: dict) -> str:
+    """Why MNIST stays below the paper's figure in this scheme (the family's ceiling)."""
+    acc = {k: summarize(mnist["accuracy"][k])["mean"] for k in METHODS}
+    r0 = mnist["per_network"][0]["r_normalized"]
+    ceil = max(p["family_ceiling_test_accuracy"] for p in mnist["per_network"])
+    return (f"\n\n**MNIST gap.** We measure {acc['perceptron']:.1%} / {acc['perceptron_all']:.1%} / "
+            f"{acc['mse_optimal']:.1%} against the paper's ~92% / 88-89% / 89%. The MSE-optimal table "
+            f"(normalized) is {_fmt_r(r0)}: its largest entries are in row a = 0, the units that did "
+            "*not* fire (gain 1; a fired unit's gain is its value h_i). The closed form and the "
+            "trained weights agree, so the gap is not in the solve. It is in the scheme: with updates on "
+            "all examples to all rows, U[:, c] = (r00 - r01) S0_c + (r10 - r11) S1_c + (a vector that is "
+            "the same for every class), so *every* rule yields a classifier argmax_c alpha h.S0_c + "
+            "beta h.S1_c, a one-parameter family of class-sum classifiers. The best member of that family, "
+            "chosen on the test set itself (the angle of (alpha, beta) scanned in 0.5 degree steps), "
+            f"reaches {ceil:.1%} on MNIST here, so no output rule in this scheme can reach the paper's "
+            "88-89% with this network; the paper's figure must come from a different setting (the "
+            "paper does not state T or the network for it).")

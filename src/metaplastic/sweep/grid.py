@@ -236,7 +236,7 @@ def _check_task(job, command: str) -> None:
     from .. import data
     from ..io import resolve_rule
     from ..network import NetworkConfig
-    from ..runner import resolve_device
+    from ..runner import resolve_device, train_rules_of
     resolve_device(job.device)
     NetworkConfig(d=1, n_classes=2, vertices=job.vertices, cap=job.cap, rounds=job.rounds, p=job.p,
                   input_weights=job.input_weights)
@@ -245,13 +245,9 @@ def _check_task(job, command: str) -> None:
             job.dataset.lower().endswith(".npz") or Path(job.dataset).is_file()):
         raise MetaplasticError(f"unknown dataset {job.dataset!r}; valid names: {', '.join(data.DATASET_NAMES)}, "
                                "or a path to an .npz file")
-    if command == "train" and job.gd == "none":
-        resolve_rule(job.output_rule, "output", job.rounds, job.eta)
-        if job.graph_rule != "none":
-            if job.rounds == 1:
-                raise MetaplasticError("a graph rule needs rounds >= 2: at T = 1 the graph never "
-                                       "influences the output")
-            resolve_rule(job.graph_rule, "graph", job.rounds, job.eta)
+    if command == "train":  # the rules `metaplastic train` would resolve, with the same checks
+        import torch
+        train_rules_of(job, torch.float32, None)
     if command == "learn-rule":
         if job.learn == "graph":
             resolve_rule(job.output_rule, "output", job.rounds, job.eta)

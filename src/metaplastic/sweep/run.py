@@ -131,13 +131,39 @@ def run_sweep(grid_path, out, executor=None, *, retries: int = 0, batch_seeds: b
     grid = load_grid(grid_path)
     cells = expand(grid)
     out = Path(out)
+    _prepare_out(grid_path, out)
+    prog = Progress(len(cells), 1, stream)
+    records, todo = _earlier_records(out, cells, prog)
+    ran = 0
+    if todo:  # a cluster starts only when there is something to run
+        executor = executor() if callable(executor) else (executor or SerialExecutor())
+        prog.slots = executor.slots
+        prog.t0 = time.perf_counter()  # the estimate counts from here, not from the cluster's start-up
+        ran = _run_cells(executor, grid.command, todo, records, out, prog, retries=retries,
+                         batch_seeds=batch_seeds)
+    else:
+        prog.show(0, force=True)  # the progress line a run starts with, for nothing left to run
+    prog.show(0, force=True)
+    ordered = [records[c.index] for c in cells]
+    if summarize:
+        write_results(out, grid, cells, ordered)
+    failed = sum(1 for r in ordered if r.get("status") != "ok")
+    return {"cells": len(cells), "ran": ran, "skipped": prog.skipped, "failed": failed, "records": ordered}
+
+
+def _prepare_out(grid_path, out: Path) -> None:
+    """The sweep folder with its cells/ folder and a copy of the grid file."""
     if out.exists() and not out.is_dir():
         raise MetaplasticError(f"--out {out}: exists and is not a folder")
     (out / "cells").mkdir(parents=True, exist_ok=True)
     copy = out / "grid.toml"
     if Path(grid_path).resolve() != copy.resolve():
         shutil.copyfile(grid_path, copy)
-    prog = Progress(len(cells), 1, stream)
+
+
+def _earlier_records(out: Path, cells, prog: Progress) -> tuple[dict, list]:
+    """The records of cells finished earlier and of invalid cells (recorded as failed now), and the
+    cells left to run."""
     records: dict[int, dict] = {}
     todo = []
     for c in cells:
@@ -151,18 +177,21 @@ def run_sweep(grid_path, out, executor=None, *, retries: int = 0, batch_seeds: b
             prog.note(f"[sweep] cell {c.index} ({_axes(c)}): invalid: {c.error}")
         else:
             todo.append(c)
+    return records, todo
+
+
+def _run_cells(executor, command: str, todo, records: dict, out: Path, prog: Progress, *,
+               retries: int, batch_seeds: bool) -> int:
+    """Run the cells ``todo`` (seed groups as one task), retrying failed ones alone up to ``retries``
+    times; each outcome is written as it comes in.  Returns how many cells ran to an outcome."""
     attempts = {c.index: 0 for c in todo}
-    if todo:  # a cluster starts only when there is something to run
-        executor = executor() if callable(executor) else (executor or SerialExecutor())
-        prog.slots = executor.slots
-        prog.t0 = time.perf_counter()  # the estimate counts from here, not from the cluster's start-up
     ran = 0
     tasks = seed_groups(todo, batch_seeds)
     prog.show(sum(len(t) for t in tasks), force=True)
     while tasks:
         retry = []
         pending = sum(len(t) for t in tasks)
-        items = [{"command": grid.command, "configs": [c.config for c in t]} for t in tasks]
+        items = [{"command": command, "configs": [c.config for c in t]} for t in tasks]
         for i, outcome in executor.run(run_task, items):
             group = tasks[i]
             pending -= len(group)
@@ -189,12 +218,7 @@ def run_sweep(grid_path, out, executor=None, *, retries: int = 0, batch_seeds: b
                     prog.note(f"[sweep] cell {c.index} ({_axes(c)}) FAILED: {o['error']}")
             prog.show(pending)
         tasks = [[c] for c in retry]  # retried cells run alone
-    prog.show(0, force=True)
-    ordered = [records[c.index] for c in cells]
-    if summarize:
-        write_results(out, grid, cells, ordered)
-    failed = sum(1 for r in ordered if r.get("status") != "ok")
-    return {"cells": len(cells), "ran": ran, "skipped": prog.skipped, "failed": failed, "records": ordered}
+    return ran
 
 
 def _axes(c: Cell) -> str:

@@ -27,7 +27,6 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import math
 import os
 import socket
 import tempfile
@@ -72,18 +71,6 @@ def cached_loads():
     finally:
         data.load_dataset = _LOAD
         _LOAD = None
-
-
-def _jsonable(obj):
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, (str, int, bool)) or obj is None:
-        return obj
-    return str(obj)
 
 
 def _where() -> str:
@@ -148,6 +135,7 @@ def _train_metrics(res: dict) -> dict:
 def train_cells(configs: list[dict]) -> list[dict]:
     """Cells of ``metaplastic train``: one alone through :func:`run_train`, several (same
     configuration but the seed, ensemble 1) as one batched ensemble."""
+    from ..io import finite_json
     from ..runner import TrainJob, run_train
     jobs = [TrainJob(**c) for c in configs]
     _threads(jobs[0].threads)
@@ -155,8 +143,8 @@ def train_cells(configs: list[dict]) -> list[dict]:
         res = run_train(jobs[0], progress=False)
         res.pop("seconds", None)
         res.pop("examples_per_second", None)
-        return [{"metrics": _train_metrics(res), "result": _jsonable(res)}]
-    return [{"metrics": _train_metrics(r), "result": _jsonable(r)} for r in train_batched(jobs)]
+        return [{"metrics": _train_metrics(res), "result": finite_json(res)}]
+    return [{"metrics": _train_metrics(r), "result": finite_json(r)} for r in train_batched(jobs)]
 
 
 def train_batched(jobs) -> list[dict]:
@@ -230,6 +218,7 @@ def train_batched(jobs) -> list[dict]:
 
 def learn_rule_cell(config: dict) -> dict:
     """One ``metaplastic learn-rule`` run in a scratch folder; the rule file comes back as text."""
+    from ..io import finite_json
     from ..metatrain import MetaConfig, learn_rule
     cfg = MetaConfig(**config)
     _threads(config.get("threads"))
@@ -241,7 +230,7 @@ def learn_rule_cell(config: dict) -> dict:
         res.pop(k, None)
     metrics = {"final_loss": res["final_loss"], "final_loss_mean_last10": res["final_loss_mean_last10"],
                "train_accuracy": res["train_accuracy"], "test_accuracy": res["test_accuracy"]}
-    return {"metrics": metrics, "result": _jsonable(res), "files": files}
+    return {"metrics": metrics, "result": finite_json(res), "files": files}
 
 
 # --------------------------------------------------------------------------- attack
