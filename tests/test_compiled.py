@@ -308,3 +308,21 @@ def test_cli_auto_backend_and_env(capsys, monkeypatch):
     monkeypatch.setenv(BACKEND_ENV, "torch")
     assert main(args) == 0
     assert json.loads(capsys.readouterr().out)["backend"] == "torch"
+
+
+@pytest.mark.parametrize("sem", list(SEMANTICS))
+@pytest.mark.parametrize("update_on", ["misclassified", "all"])
+def test_no_graph_rule_keeps_w_zero(sem, update_on):
+    """T = 3 without a graph rule (Fig. 3's zero-graph baseline): W stays 0, so the compiled loop
+    skips rounds 2..T's products; every state is the torch loop's, exactly (a sum of zeros is 0)."""
+    x, y, nets, tables, orders = _setup(rounds=3, cap=30 if "firing" in SEMANTICS[sem] else None,
+                                        **SEMANTICS[sem])
+    tables.graph = None
+    (mt, rt, nt), (mc, rc, nc) = train_both(nets, x, y, tables, orders, Scheme(update_on=update_on),
+                                            record="states")
+    assert torch.equal(mt, mc)
+    assert_same_record(rt, rc)
+    assert torch.equal(rc.states, rt.states)
+    assert (nc.W == 0).all() and close(nc.U, nt.U)
+    if sem in ("wax", "code"):  # the code's recurrence: rounds 2 and 3 are silent
+        assert (rc.states[:, :, 1:] == 0).all()

@@ -139,7 +139,7 @@ def _fire(code, h, k, topk):
 
 
 @njit(cache=True)
-def _forward(Prow, W, k, T, hs, z, u, tmp, code, h1, z2, fused, through, topk):
+def _forward(Prow, W, k, T, hs, z, u, tmp, code, h1, z2, fused, through, topk, wzero):
     """Rounds of one example (section 2): states into ``hs[T, V]``, words into ``code``.
 
     Round 1 is ``cap(relu(x A))``; round t+1 is ``cap(relu(h_t W + x A))``,
@@ -149,6 +149,9 @@ def _forward(Prow, W, k, T, hs, z, u, tmp, code, h1, z2, fused, through, topk):
     ``fused``, round 1 and round 2's product were already computed (``h1``,
     ``z2``) during the pass of the previous update over W (same operations,
     same order: the same bits).  ``topk``: top-k firing (:func:`_fire`).
+    ``wzero``: W is all zero (additive rules before the first graph update, or
+    no graph rule), so every product is 0 and is not computed (the sum it
+    skips is of zeros: the same state after the ReLU).
     """
     V = Prow.shape[0]
     h = hs[0]
@@ -162,6 +165,9 @@ def _forward(Prow, W, k, T, hs, z, u, tmp, code, h1, z2, fused, through, topk):
         if fused and t == 1:
             for j in range(V):
                 z[j] = z2[j]
+        elif wzero:
+            for j in range(V):
+                z[j] = 0
         elif through:
             hp = hs[t - 1]
             for j in range(V):
@@ -313,7 +319,7 @@ def _scale_row(w, f):
 
 @njit(cache=True)
 def run_steps(P, rowof, base, win_hi, orders, labels, W, G, Ut, Rg, Ro, etas,
-              k, T, every, rows_all, valued, graph, gmult, omult, through, topk, max_chunk,
+              k, T, every, rows_all, valued, graph, gmult, omult, through, topk, wzero, max_chunk,
               pos, istate, fstate, mistakes, rec_words, rec_active, rec_ints, rec_gain,
               rec_states, rec_drive, record, max_steps, diverged):
     """Steps of the rule-training loop for all B networks, in lockstep.
@@ -324,7 +330,9 @@ def run_steps(P, rowof, base, win_hi, orders, labels, W, G, Ut, Rg, Ro, etas,
     its first mistake, so a record made here has the same rows as the torch
     path's.  Each example is evaluated on its own: rounds, logits, argmax.
     ``through`` and ``topk`` select the paper's code's recurrence
-    ``(h + x A) W`` and top-k firing (:func:`_forward`, :func:`_fire`).
+    ``(h + x A) W`` and top-k firing (:func:`_forward`, :func:`_fire`);
+    ``wzero[b]`` says network b's W is all zero (cleared at its first graph
+    update), which spares rounds 2..T their products.
 
     ``P[b, rowof[b, q] - base[b]]`` is network b's input drive at sequence
     position q (only positions below ``win_hi[b]`` are present); ``orders``
@@ -377,7 +385,7 @@ def run_steps(P, rowof, base, win_hi, orders, labels, W, G, Ut, Rg, Ro, etas,
                     q = N - 1
                     Pq = P[b, rowof[b, q] - base[b]]
                     _forward(Pq, W[b], k, T, hs, z, u, tmp, code, h1n[b], z2n[b],
-                             fused_at[b] == q, through, topk)
+                             fused_at[b] == q, through, topk, wzero[b])
                     pred = _predict(hs[T - 1], Ut[b], logits, zero)
                     _write_row(rec_words, rec_active, rec_ints, rec_gain, rec_states, rec_drive, step, b,
                                code, hs, Pq, labels[b, q], pred, orders[b, q], False)
@@ -388,7 +396,7 @@ def run_steps(P, rowof, base, win_hi, orders, labels, W, G, Ut, Rg, Ro, etas,
                 q = p0 + j
                 Pq = P[b, rowof[b, q] - base[b]]
                 _forward(Pq, W[b], k, T, hs, z, u, tmp, code, h1n[b], z2n[b], fused_at[b] == q,
-                         through, topk)
+                         through, topk, wzero[b])
                 pred = _predict(hs[T - 1], Ut[b], logits, zero)
                 yq = labels[b, q]
                 if every or pred != yq:
@@ -422,6 +430,7 @@ def run_steps(P, rowof, base, win_hi, orders, labels, W, G, Ut, Rg, Ro, etas,
                             fused_at[b] = q + 1
                         bad = _graph_update(W[b], G[b], Rg[b], code, sg, gmult, D, live, mul, z2n[b],
                                             fuse)
+                        wzero[b] = False
                     bad = _output_update(Ut[b], Ro[b], code, hs[T - 1], yq, pred, so, omult,
                                          rows_all, valued, v0, v1) or bad
                     if bad:

@@ -210,6 +210,7 @@ def train_compiled(nets: Networks, x: torch.Tensor, y: torch.Tensor, tables, ord
     k = V if c.k is None else c.k
     done_before = 0
     W_np, Ut_np = W.numpy(), Ut.numpy()
+    wzero = ~W_np.reshape(B, -1).any(1)  # W all zero: rounds 2..T skip their products until it changes
     status = 2
     while True:
         if drive.window and status == 2:
@@ -218,7 +219,7 @@ def train_compiled(nets: Networks, x: torch.Tensor, y: torch.Tensor, tables, ord
         status = _kernels.run_steps(
             drive.P, drive.rowof, drive.base, drive.win_hi, _np(orders), labels, W_np, G.numpy(),
             Ut_np, Rg.numpy(), Ro.numpy(), etas, k, T, scheme.update_on == "all",
-            scheme.output_rows == "all", valued, graph, gmult, omult, through, topk, max_chunk,
+            scheme.output_rows == "all", valued, graph, gmult, omult, through, topk, wzero, max_chunk,
             pos, istate, fstate, mistakes, *rec_args, rec is not None, budget, diverged)
         if progress is not None:
             if time.perf_counter() - t0 < 0.2 and budget < 1 << 40:
