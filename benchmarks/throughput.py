@@ -1,6 +1,6 @@
 """Throughput of rule-based training, compiled loop against torch loop, side by side.
 
-    python benchmarks/throughput.py [--quick] [--device cpu|cuda] [--out FILE.json]
+    python benchmarks/throughput.py [--quick] [--device cpu|cuda] [--only ROW,...] [--out FILE.json]
 
 Reports, as JSON, examples/s of one network on one thread for
 
@@ -13,7 +13,11 @@ each in both schemes (update on mistakes / on every example), with the two
 backends of :func:`metaplastic.learner.train_rules` alternating within each
 repeat (the machine's load drifts; each row keeps its fastest repeat), and
 their ratio.  Also b) with Hebb's graph rule (almost every example a
-mistake) and an ensemble of 32 at |V|=100.  Every timing includes the input
+mistake), an ensemble of 32 at |V|=100, and b) and d) in the every-example
+scheme under the paper's code semantics (``--paper-code``: recurrence
+``w(h+ax)``, top-k firing, the bit output form; rows ``*_every_paper_code``,
+which the compiled loop runs since it learned them; before, ``auto`` fell
+back to torch there).  Every timing includes the input
 drive ``x @ A`` (computed by torch for both backends).  The compiled loop's
 one-time compile (numba, cached on disk) is measured separately, in fresh
 processes: with an empty cache and with the cache the first one wrote.
@@ -39,6 +43,8 @@ from metaplastic.network import NetworkConfig, init_networks
 from metaplastic.rules import hebb_table, perceptron_table
 
 BACKENDS = ("compiled", "torch")
+#: ``--paper-code``'s network settings (metaplastic.semantics.PAPER_CODE; its bit output form is a Scheme).
+PAPER_CODE = {"recurrence": "w(h+ax)", "firing": "top-k"}
 TARGETS = {"ratio_every": {"a": 6.0, "b": 6.0, "c": 2.0, "d": 2.5},
            "compiled_every_examples_per_second": {"a": 60000, "b": 30000, "c": 15000, "d": 2000}}
 
@@ -52,9 +58,10 @@ def graph_table(name: str, rounds: int) -> torch.Tensor | None:
     return 0.1 * torch.randn(2**rounds, 2**rounds, generator=g)
 
 
-def time_once(data, vertices, cap, rounds, graph, B, n, device, scheme, backend):
+def time_once(data, vertices, cap, rounds, graph, B, n, device, scheme, backend, semantics=None):
     x, y = data.x_train[:n], data.y_train[:n]
-    cfg = NetworkConfig(d=data.dim, n_classes=data.n_classes, vertices=vertices, cap=cap, rounds=rounds)
+    cfg = NetworkConfig(d=data.dim, n_classes=data.n_classes, vertices=vertices, cap=cap, rounds=rounds,
+                        **(semantics or {}))
     tables = Tables(output=perceptron_table(rounds), graph=graph_table(graph, rounds))
     seeds = list(range(B))
     nets = init_networks(cfg, seeds, device=device)
@@ -68,16 +75,17 @@ def time_once(data, vertices, cap, rounds, graph, B, n, device, scheme, backend)
     return time.perf_counter() - t0, mistakes
 
 
-def measure(data, vertices, cap, rounds, graph, B, n, device, scheme, repeats, backends):
+def measure(data, vertices, cap, rounds, graph, B, n, device, scheme, repeats, backends, semantics=None):
     """Both backends, alternating within each repeat; the fastest repeat of each."""
     best = {}
     for _ in range(repeats):
         for be in backends:
-            dt, mistakes = time_once(data, vertices, cap, rounds, graph, B, n, device, scheme, be)
+            dt, mistakes = time_once(data, vertices, cap, rounds, graph, B, n, device, scheme, be, semantics)
             if be not in best or dt < best[be][0]:
                 best[be] = (dt, mistakes)
     row = {"vertices": vertices, "cap": cap, "rounds": rounds, "graph_rule": graph, "ensemble": B,
-           "examples": n, "update_on": scheme.update_on}
+           "examples": n, "update_on": scheme.update_on, "output_input": scheme.output_input,
+           "semantics": semantics or {}}
     for be, (dt, mistakes) in best.items():
         row[be] = {"seconds": dt, "example_networks_per_second": B * n / dt,
                    "update_fraction": float(mistakes.double().mean()) / n}
@@ -120,6 +128,11 @@ def compile_times() -> dict:
     return res
 
 
+def report(key, row, backends):
+    print(f"{key}: " + ", ".join(f"{be} {row[be]['example_networks_per_second']:,.0f}/s" for be in backends),
+          file=sys.stderr, flush=True)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="fewer examples (a smoke run)")
@@ -127,6 +140,8 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--out", default=None)
+    ap.add_argument("--only", default=None,
+                    help="measure only these rows (comma-separated keys, e.g. b_every,b_every_paper_code)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     dev = args.device
@@ -143,10 +158,13 @@ def main(argv=None):
         mnist = Dataset("random784", torch.rand(10000, 784, generator=g), torch.randint(0, 10, (10000,), generator=g),
                         torch.rand(10, 784, generator=g), torch.randint(0, 10, (10,), generator=g), 10)
         mnist_source = "random"
-    compile_info = compile_times() if "compiled" in backends else None
+    only = None if args.only is None else set(args.only.split(","))
+    want = lambda key: only is None or key in only  # noqa: E731
+    compile_info = compile_times() if "compiled" in backends and only is None else None
     # warm both paths (compile/load the kernels, torch's first calls) outside the timings
     for be in backends:
         time_once(small, 20, 10, 2, "random", 1, 50, dev, Scheme(), be)
+        time_once(small, 20, 10, 2, "random", 1, 50, dev, Scheme(), be, PAPER_CODE)
     n_small, n_c, n_d = (2000, 2000, 300) if q else (10000, 10000, 1000)
     R = args.repeats
     configs = {"a": (small, 100, 50, 1, "none", 1, n_small), "b": (small, 100, 50, 3, "random", 1, n_small),
@@ -155,16 +173,29 @@ def main(argv=None):
     for name, cfg in configs.items():
         for update_on in ("misclassified", "all"):
             key = f"{name}_{'mistakes' if update_on == 'misclassified' else 'every'}"
-            rows[key] = measure(*cfg, dev, Scheme(update_on=update_on), R, backends)
-            print(f"{key}: " + ", ".join(f"{be} {rows[key][be]['example_networks_per_second']:,.0f}/s"
-                                          for be in backends), file=sys.stderr, flush=True)
-    rows["b_hebb_mistakes"] = measure(small, 100, 50, 3, "hebb", 1, n_small, dev, Scheme(), R, backends)
-    rows["ensemble32_a_mistakes"] = measure(small, 100, 50, 1, "none", 32, n_small // 5, dev, Scheme(), 1, backends)
-    rows["ensemble32_b_mistakes"] = measure(small, 100, 50, 3, "random", 32, n_small // 5, dev, Scheme(), 1,
-                                            backends)
+            if want(key):
+                rows[key] = measure(*cfg, dev, Scheme(update_on=update_on), R, backends)
+                report(key, rows[key], backends)
+        # --paper-code: the code's recurrence and firing, the bit output form (b and d, every example)
+        key = f"{name}_every_paper_code"
+        if name in ("b", "d") and want(key):
+            rows[key] = measure(*cfg, dev, Scheme(update_on="all", output_input="bit"), R, backends, PAPER_CODE)
+            report(key, rows[key], backends)
+    extra = {"b_hebb_mistakes": (small, 100, 50, 3, "hebb", 1, n_small, dev, Scheme(), R, backends),
+             "ensemble32_a_mistakes": (small, 100, 50, 1, "none", 32, n_small // 5, dev, Scheme(), 1, backends),
+             "ensemble32_b_mistakes": (small, 100, 50, 3, "random", 32, n_small // 5, dev, Scheme(), 1, backends)}
+    for key, spec in extra.items():
+        if want(key):
+            rows[key] = measure(*spec)
     summary = {}
     if "compiled" in backends:
+        for key, r in rows.items():
+            if key.endswith("_paper_code"):
+                summary[key] = {"ratio": r["compiled_over_torch"],
+                                "compiled_examples_per_second": r["compiled"]["example_networks_per_second"]}
         for name in configs:
+            if not (want(f"{name}_every") and want(f"{name}_mistakes")):
+                continue
             r = rows[f"{name}_every"]
             summary[name] = {"ratio_every": r["compiled_over_torch"],
                              "ratio_mistakes": rows[f"{name}_mistakes"]["compiled_over_torch"],

@@ -128,13 +128,14 @@ CASES = [
 ]
 
 
+@pytest.mark.parametrize("backend", ["torch", "compiled"])
 @pytest.mark.parametrize("case", CASES, ids=lambda c: "-".join(f"{k}={v}" for k, v in c.items()))
-def test_fast_loop_equals_reference(case):
+def test_fast_loop_equals_reference(case, backend):
     case = dict(case)
     scheme = case.pop("scheme", Scheme())
     x, y, nets, tables, orders = _setup(**case)
     ref = nets.clone()
-    mistakes, rec = train_rules(nets, x, y, tables, orders, scheme, record=True)
+    mistakes, rec = train_rules(nets, x, y, tables, orders, scheme, record=True, backend=backend)
     updates = reference_train(ref, x, y, tables, orders, scheme)
     # the same decisions (float64: no decision lies within rounding of a tie), values to rounding
     for b in range(nets.batch):

@@ -116,40 +116,79 @@ def _nonfinite(w):
 
 
 @njit(cache=True)
-def _forward(Prow, W, k, T, hs, z, tmp, code, h1, z2, fused):
+def _fire(code, h, k, topk):
+    """Append this round's firing bit to every unit's word (:func:`metaplastic.network.fired_mask`).
+
+    ``h_i != 0``; with ``topk`` (the paper's code) membership of the cap's top-k
+    set: the non-zero units plus, when fewer than k are non-zero, the
+    zero-valued units of lowest index up to k.
+    """
+    V = h.shape[0]
+    need = 0
+    if topk:
+        need = k
+        for j in range(V):
+            if h[j] != 0:
+                need -= 1
+    for j in range(V):
+        bit = 1 if h[j] != 0 else 0
+        if bit == 0 and need > 0:
+            bit = 1
+            need -= 1
+        code[j] = (code[j] << 1) | bit
+
+
+@njit(cache=True)
+def _forward(Prow, W, k, T, hs, z, u, tmp, code, h1, z2, fused, through, topk, wzero):
     """Rounds of one example (section 2): states into ``hs[T, V]``, words into ``code``.
 
     Round 1 is ``cap(relu(x A))``; round t+1 is ``cap(relu(h_t W + x A))``,
-    the product summed over the fired units' rows of W in index order.  With
+    or with ``through`` (the paper's code) ``cap(relu((h_t + x A) W))`` with
+    ``u = h_t + x A`` formed first; the product is summed over the rows of W
+    of the non-zero entries of ``h_t`` (``u``) in index order.  With
     ``fused``, round 1 and round 2's product were already computed (``h1``,
     ``z2``) during the pass of the previous update over W (same operations,
-    same order: the same bits).
+    same order: the same bits).  ``topk``: top-k firing (:func:`_fire`).
+    ``wzero``: W is all zero (additive rules before the first graph update, or
+    no graph rule), so every product is 0 and is not computed (the sum it
+    skips is of zeros: the same state after the ReLU).
     """
     V = Prow.shape[0]
     h = hs[0]
     for j in range(V):
         h[j] = h1[j] if fused else Prow[j]
+        code[j] = 0
     if not fused:
         _relu_cap(h, k, tmp)
-    for j in range(V):
-        code[j] = 1 if h[j] != 0 else 0
+    _fire(code, h, k, topk)
     for t in range(1, T):
         if fused and t == 1:
             for j in range(V):
                 z[j] = z2[j]
+        elif wzero:
+            for j in range(V):
+                z[j] = 0
+        elif through:
+            hp = hs[t - 1]
+            for j in range(V):
+                u[j] = hp[j] + Prow[j]
+            _rows_product(z, u, W)
         else:
             _rows_product(z, hs[t - 1], W)
         hn = hs[t]
-        for j in range(V):
-            hn[j] = z[j] + Prow[j]
+        if through:
+            for j in range(V):
+                hn[j] = z[j]
+        else:
+            for j in range(V):
+                hn[j] = z[j] + Prow[j]
         _relu_cap(hn, k, tmp)
-        for j in range(V):
-            code[j] = (code[j] << 1) | (1 if hn[j] != 0 else 0)
+        _fire(code, hn, k, topk)
 
 
 @njit(cache=True)
 def _rows_product(z, h, W):
-    """``z = h @ W`` as a sum of the rows of the fired units, in index order."""
+    """``z = h @ W`` as a sum of the rows of W of the non-zero entries of h, in index order."""
     for j in range(z.shape[0]):
         z[j] = 0
     for i in range(h.shape[0]):
@@ -186,7 +225,10 @@ def _output_update(Ut, Ro, code, h, y, pred, s, mult, rows_all, valued, v0, v1):
 
     Column 0 of r_o goes to the true row y, column 1 to the predicted row (or,
     with ``rows_all``, to every row other than y: all rows get column 1, then y
-    gets column 0 minus column 1).  ``v0, v1`` are scratch ``[V]``.
+    gets column 0 minus column 1).  With ``valued`` each unit's entry is
+    scaled by appendix B's gain: ``h_i`` where the unit fired in the final
+    round (the low bit of its word: under top-k firing also at value 0), else 1.
+    ``v0, v1`` are scratch ``[V]``.
     Returns True when an updated entry is not finite.
     """
     V = h.shape[0]
@@ -194,7 +236,7 @@ def _output_update(Ut, Ro, code, h, y, pred, s, mult, rows_all, valued, v0, v1):
         c = code[i]
         a = Ro[c, 0] * s
         b = Ro[c, 1] * s
-        if valued and h[i] != 0:  # appendix B's gain: h_i where the unit fired, else 1
+        if valued and c & 1:  # appendix B's gain: h_i where the unit fired, else 1
             a = a * h[i]
             b = b * h[i]
         v0[i] = a
@@ -213,14 +255,15 @@ def _output_update(Ut, Ro, code, h, y, pred, s, mult, rows_all, valued, v0, v1):
 
 
 @njit(cache=True)
-def _graph_update(W, G, Rg, code, s, mult, D, live, h1, z2, fuse):
+def _graph_update(W, G, Rg, code, s, mult, D, live, u1, z2, fuse):
     """``W_ij += s r[c_i, c_j]`` on the edges (``W_ij *= exp(s r[c_i, c_j])``): one pass over W.
 
     ``D[a, j]`` holds the row of pattern a (``s r[a, c_j]``, or its exp), so
     the pass over row i is one stream over W[i], G[i] and D[c_i]; rows whose
     pattern row is all zeros (all ones) are skipped.  With ``fuse`` the same
-    pass sums round 2's product ``z2 = h1 @ W`` of the next example (round 1
-    ``h1``) over the new rows while they are in cache.  Returns True when an
+    pass sums round 2's product ``z2 = u1 @ W`` of the next example over the
+    new rows while they are in cache (``u1`` is its round 1, or round 1 plus
+    its input drive under the code's recurrence).  Returns True when an
     updated weight is not finite.
     """
     K = Rg.shape[0]
@@ -247,8 +290,8 @@ def _graph_update(W, G, Rg, code, s, mult, D, live, h1, z2, fuse):
                 bad = _scale_row(W[i], D[a]) or bad
             else:
                 bad = _add_masked_row(W[i], G[i], D[a]) or bad
-        if fuse and h1[i] != 0:
-            _axpy(z2, h1[i], W[i])
+        if fuse and u1[i] != 0:
+            _axpy(z2, u1[i], W[i])
     return bad
 
 
@@ -276,9 +319,9 @@ def _scale_row(w, f):
 
 @njit(cache=True)
 def run_steps(P, rowof, base, win_hi, orders, labels, W, G, Ut, Rg, Ro, etas,
-              k, T, every, rows_all, valued, graph, gmult, omult, max_chunk,
+              k, T, every, rows_all, valued, graph, gmult, omult, through, topk, wzero, max_chunk,
               pos, istate, fstate, mistakes, rec_words, rec_active, rec_ints, rec_gain,
-              rec_states, record, max_steps, diverged):
+              rec_states, rec_drive, record, max_steps, diverged):
     """Steps of the rule-training loop for all B networks, in lockstep.
 
     The step schedule is the torch loop's (``learner.train_rules``): in the
@@ -286,6 +329,10 @@ def run_steps(P, rowof, base, win_hi, orders, labels, W, G, Ut, Rg, Ro, etas,
     ``m`` examples (``m`` from the running average of the advance) and ends at
     its first mistake, so a record made here has the same rows as the torch
     path's.  Each example is evaluated on its own: rounds, logits, argmax.
+    ``through`` and ``topk`` select the paper's code's recurrence
+    ``(h + x A) W`` and top-k firing (:func:`_forward`, :func:`_fire`);
+    ``wzero[b]`` says network b's W is all zero (cleared at its first graph
+    update), which spares rounds 2..T their products.
 
     ``P[b, rowof[b, q] - base[b]]`` is network b's input drive at sequence
     position q (only positions below ``win_hi[b]`` are present); ``orders``
@@ -301,6 +348,7 @@ def run_steps(P, rowof, base, win_hi, orders, labels, W, G, Ut, Rg, Ro, etas,
     zero = np.zeros(1, Ut.dtype)[0]
     hs = np.zeros((T, V), Ut.dtype)
     z = np.zeros(V, Ut.dtype)
+    u = np.zeros(V, Ut.dtype)
     tmp = np.zeros(V, Ut.dtype)
     v0 = np.zeros(V, Ut.dtype)
     v1 = np.zeros(V, Ut.dtype)
@@ -310,6 +358,7 @@ def run_steps(P, rowof, base, win_hi, orders, labels, W, G, Ut, Rg, Ro, etas,
     code = np.zeros(V, np.uint8)
     h1n = np.zeros((B, V), Ut.dtype)        # the next example's round 1, per network ...
     z2n = np.zeros((B, V), Ut.dtype)        # ... and round 2's product, summed during the update
+    u1n = np.zeros((B, V) if through else (0, 0), Ut.dtype)  # round 1 + drive, W's multiplier
     fused_at = np.full(B, -1, np.int64)     # the position they belong to (-1: none)
     sg = etas[0]
     so = etas[1]
@@ -334,26 +383,28 @@ def run_steps(P, rowof, base, win_hi, orders, labels, W, G, Ut, Rg, Ro, etas,
             if lim <= 0:  # finished: the torch loop looks at its last example again
                 if record:
                     q = N - 1
-                    _forward(P[b, rowof[b, q] - base[b]], W[b], k, T, hs, z, tmp, code, h1n[b], z2n[b],
-                             fused_at[b] == q)
+                    Pq = P[b, rowof[b, q] - base[b]]
+                    _forward(Pq, W[b], k, T, hs, z, u, tmp, code, h1n[b], z2n[b],
+                             fused_at[b] == q, through, topk, wzero[b])
                     pred = _predict(hs[T - 1], Ut[b], logits, zero)
-                    _write_row(rec_words, rec_active, rec_ints, rec_gain, rec_states, step, b,
-                               code, hs, labels[b, q], pred, orders[b, q], False)
+                    _write_row(rec_words, rec_active, rec_ints, rec_gain, rec_states, rec_drive, step, b,
+                               code, hs, Pq, labels[b, q], pred, orders[b, q], False)
                 continue
             active = False
             adv = lim
             for j in range(lim):
                 q = p0 + j
-                _forward(P[b, rowof[b, q] - base[b]], W[b], k, T, hs, z, tmp, code, h1n[b], z2n[b],
-                         fused_at[b] == q)
+                Pq = P[b, rowof[b, q] - base[b]]
+                _forward(Pq, W[b], k, T, hs, z, u, tmp, code, h1n[b], z2n[b], fused_at[b] == q,
+                         through, topk, wzero[b])
                 pred = _predict(hs[T - 1], Ut[b], logits, zero)
                 yq = labels[b, q]
                 if every or pred != yq:
                     active = True
                     adv = j + 1
                 if record and (j == 0 or active):
-                    _write_row(rec_words, rec_active, rec_ints, rec_gain, rec_states, step, b,
-                               code, hs, yq, pred, orders[b, q], active)
+                    _write_row(rec_words, rec_active, rec_ints, rec_gain, rec_states, rec_drive, step, b,
+                               code, hs, Pq, yq, pred, orders[b, q], active)
                 if active:
                     if every:
                         if pred != yq:
@@ -365,15 +416,21 @@ def run_steps(P, rowof, base, win_hi, orders, labels, W, G, Ut, Rg, Ro, etas,
                         # the next example in b's sequence is evaluated next: its round 2 rides along
                         fuse = T > 1 and q + 1 < win_hi[b]
                         fused_at[b] = -1  # W changes: an earlier sum is stale
+                        mul = h1n[b]
                         if fuse:
                             hx = h1n[b]
                             Pn = P[b, rowof[b, q + 1] - base[b]]
                             for j in range(V):
                                 hx[j] = Pn[j]
                             _relu_cap(hx, k, tmp)
+                            if through:
+                                mul = u1n[b]
+                                for j in range(V):
+                                    mul[j] = hx[j] + Pn[j]
                             fused_at[b] = q + 1
-                        bad = _graph_update(W[b], G[b], Rg[b], code, sg, gmult, D, live, h1n[b], z2n[b],
+                        bad = _graph_update(W[b], G[b], Rg[b], code, sg, gmult, D, live, mul, z2n[b],
                                             fuse)
+                        wzero[b] = False
                     bad = _output_update(Ut[b], Ro[b], code, hs[T - 1], yq, pred, so, omult,
                                          rows_all, valued, v0, v1) or bad
                     if bad:
@@ -396,8 +453,12 @@ def run_steps(P, rowof, base, win_hi, orders, labels, W, G, Ut, Rg, Ro, etas,
 
 
 @njit(cache=True)
-def _write_row(words, active, ints, gain, states, s, b, code, hs, y, pred, index, act):
-    """One row of the :class:`~metaplastic.learner.UpdateRecord` (gain/states if allocated)."""
+def _write_row(words, active, ints, gain, states, drive, s, b, code, hs, Prow, y, pred, index, act):
+    """One row of the :class:`~metaplastic.learner.UpdateRecord` (gain/states/drive if allocated).
+
+    The gain is ``h_i`` where the unit fired in the final round (the low bit
+    of its word), else 1, as in :func:`_output_update`.
+    """
     T, V = hs.shape
     for j in range(V):
         words[s, b, j] = code[j]
@@ -408,8 +469,11 @@ def _write_row(words, active, ints, gain, states, s, b, code, hs, y, pred, index
     if gain.shape[0] > 0:
         h = hs[T - 1]
         for j in range(V):
-            gain[s, b, j] = h[j] if h[j] != 0 else 1
+            gain[s, b, j] = h[j] if code[j] & 1 else 1
     if states.shape[0] > 0:
         for t in range(T):
             for j in range(V):
                 states[s, b, t, j] = hs[t, j]
+    if drive.shape[0] > 0:
+        for j in range(V):
+            drive[s, b, j] = Prow[j]

@@ -114,8 +114,9 @@ def add_scheme_args(g) -> None:
 def add_backend_arg(g, help=None) -> None:
     """``--backend`` (the rule-training loop; see ``learner.train_rules``)."""
     g.add_argument("--backend", choices=["auto", "torch", "compiled"], default=None,
-                   help=help or "rule-training loop: compiled (numba, CPU), torch (any device), or auto = "
-                                "compiled on the CPU where it can run (default: $METAPLASTIC_BACKEND or auto)")
+                   help=help or "rule-training loop: compiled (numba, CPU, either semantics), torch (any "
+                                "device), or auto = compiled on the CPU where it can run (default: "
+                                "$METAPLASTIC_BACKEND or auto)")
 
 
 def build_parser() -> argparse.ArgumentParser:

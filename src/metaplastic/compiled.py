@@ -7,30 +7,37 @@ compiled call for whole stretches of every network's sequence.
 
 What is the same as the torch loop
     The input drive ``x @ A`` is computed by torch exactly as the torch loop
-    computes it (:func:`~metaplastic.network.project`, in the same blocks),
-    so round 1 and, at T = 1, the hidden state are the same bits.  The cap
-    keeps the same set (ties to the lowest index; zero values never fire),
-    the updates are the same operations in the same order and dtype, and the
-    loop steps through the sequences on the torch loop's schedule, so a
-    record (``record=True`` or ``"states"``) has the same rows as the torch
-    path's.  What differs is rounding: the products of rounds 2..T and the
+    computes it (:func:`~metaplastic.network.project`, in the same blocks), so
+    round 1 and, at T = 1, the hidden state are the same bits. The cap keeps
+    the same set (ties to the lowest index), firing is decided as
+    :func:`~metaplastic.network.fired_mask` decides it (non-zero; or, under
+    the paper's code's ``firing="top-k"``, the non-zero units plus the
+    lowest-indexed zero-valued ones up to k), the updates are the same operations in
+    the same order and dtype, and the loop steps through the sequences on the
+    torch loop's schedule, so a record (``record=True`` or ``"states"``) has
+    the same rows as the torch path's (with the input drive of each row under
+    ``recurrence="w(h+ax)"`` and ``record="states"``, as the replay gradient
+    needs). What differs is rounding: the products of rounds 2..T and the
     logits are summed in another order (and ``exp`` is another
     implementation), so weights agree to rounding and decisions agree except
     on near-ties (tests/test_compiled.py).
 
 How it is fast
     Per example: round 1 from the cached drive, each further round one pass
-    over the rows of W of the units that fired, the logits as dot products
-    with U held transposed (``[l, V]``), an argmax.  An update is one pass
-    over W (``W[i] += D[c_i]`` on the edges, where ``D[a, j] = eta r[a, c_j]``
-    is built once per update; rows whose pattern row is zero are skipped; the
-    mask G is held as bytes) and two row updates of U.  Non-finite weights
-    are detected on the rows just written and raise
-    :class:`~metaplastic.errors.TrainingDiverged` with the example's position.
+    over the rows of W of the units that fired (under the paper's code's
+    ``recurrence="w(h+ax)"``: of the non-zero entries of ``h + x A``, formed
+    from the cached drive ``x A``), the logits as dot products with U held
+    transposed (``[l, V]``), an argmax. An update is one pass over W
+    (``W[i] += D[c_i]`` on the edges, where ``D[a, j] = eta r[a, c_j]`` is built once
+    per update; rows whose pattern row is zero are skipped; the mask G is held
+    as bytes) and two row updates of U. Non-finite weights are detected on the
+    rows just written and raise :class:`~metaplastic.errors.TrainingDiverged`
+    with the example's position.
 
-Not supported (``backend="auto"`` then uses torch; ``"compiled"`` refuses):
-a CUDA device, dtypes other than float32/float64, and the paper-code
-semantics options ``recurrence="w(h+ax)"`` and ``firing="top-k"``.
+Both semantics of :mod:`metaplastic.semantics` (the text's and the code's,
+each option alone or together) run compiled.  Not supported
+(``backend="auto"`` then uses torch; ``"compiled"`` refuses): a CUDA device
+and dtypes other than float32/float64.
 """
 
 from __future__ import annotations
@@ -73,10 +80,6 @@ def unsupported(config, device, dtype) -> str | None:
         return f"device {device.type} is"
     if dtype not in _NP:
         return f"dtype {dtype} is"
-    if config.recurrence != "wh+ax":
-        return f"recurrence {config.recurrence!r} is"
-    if config.firing != "nonzero":
-        return f"firing {config.firing!r} is"
     try:
         import numba  # noqa: F401
     except ImportError:
@@ -184,15 +187,20 @@ def train_compiled(nets: Networks, x: torch.Tensor, y: torch.Tensor, tables, ord
     etas = np.array([tables.graph_eta, tables.output_eta], dtype=npd)
     valued = scheme.output_input == "value"
     keep_states = record == "states" and T > 1
+    through = c.recurrence == "w(h+ax)"            # the paper's code: (h + x A) W
+    topk = c.firing == "top-k" and c.k is not None  # else fired = non-zero (network.fired_mask)
+    keep_drive = keep_states and through
     rec = None
+    none3 = np.zeros((0, 0, 0), npd)
     if record:
-        rec, ints = new_record(N, B, c, dtype, "cpu", valued, keep_states)
+        rec, ints = new_record(N, B, c, dtype, "cpu", valued, keep_states, keep_drive)
         rec_args = (rec.words.numpy(), rec.active.numpy(), ints.numpy(),
-                    rec.gain.numpy() if valued else np.zeros((0, 0, 0), npd),
-                    rec.states.numpy() if keep_states else np.zeros((0, 0, 0, 0), npd))
+                    rec.gain.numpy() if valued else none3,
+                    rec.states.numpy() if keep_states else np.zeros((0, 0, 0, 0), npd),
+                    rec.drive.numpy() if keep_drive else none3)
     else:
         rec_args = (np.zeros((0, 0, 0), np.uint8), np.zeros((0, 0), np.bool_),
-                    np.zeros((0, 0, 0), np.int64), np.zeros((0, 0, 0), npd), np.zeros((0, 0, 0, 0), npd))
+                    np.zeros((0, 0, 0), np.int64), none3, np.zeros((0, 0, 0, 0), npd), none3)
     pos = np.zeros(B, np.int64)
     istate = np.zeros(2, np.int64)        # step, sum of positions
     fstate = np.array([4.0])              # running average of the advance (the torch loop's run_avg)
@@ -202,6 +210,7 @@ def train_compiled(nets: Networks, x: torch.Tensor, y: torch.Tensor, tables, ord
     k = V if c.k is None else c.k
     done_before = 0
     W_np, Ut_np = W.numpy(), Ut.numpy()
+    wzero = ~W_np.reshape(B, -1).any(1)  # W all zero: rounds 2..T skip their products until it changes
     status = 2
     while True:
         if drive.window and status == 2:
@@ -210,7 +219,7 @@ def train_compiled(nets: Networks, x: torch.Tensor, y: torch.Tensor, tables, ord
         status = _kernels.run_steps(
             drive.P, drive.rowof, drive.base, drive.win_hi, _np(orders), labels, W_np, G.numpy(),
             Ut_np, Rg.numpy(), Ro.numpy(), etas, k, T, scheme.update_on == "all",
-            scheme.output_rows == "all", valued, graph, gmult, omult, max_chunk,
+            scheme.output_rows == "all", valued, graph, gmult, omult, through, topk, wzero, max_chunk,
             pos, istate, fstate, mistakes, *rec_args, rec is not None, budget, diverged)
         if progress is not None:
             if time.perf_counter() - t0 < 0.2 and budget < 1 << 40:
