@@ -130,6 +130,33 @@ def project_l2_box(x_adv: torch.Tensor, x: torch.Tensor, eps) -> torch.Tensor:
     if float(lo) < 0 or float(hi) > 1:
         raise MetaplasticError("project_l2_box: the centre x must lie in [0, 1]^d")
     e = _eps_vector(eps, n).to(x.device)
+    out = _project_compiled(x_adv, x, e)
+    if out is not None:
+        return out
+    return _project_torch(x_adv, x, e)
+
+
+def _project_compiled(x_adv, x, e):
+    """:func:`project_l2_box` by the compiled kernel (:mod:`metaplastic._projkernel`), or None
+    where it does not apply (a GPU, another dtype, no numba)."""
+    if x.device.type != "cpu" or x.dtype not in (torch.float32, torch.float64) or x_adv.dtype != x.dtype:
+        return None
+    try:
+        from ._projkernel import project_rows
+    except ImportError:  # pragma: no cover - numba is a dependency
+        return None
+    xa, xc = x_adv.detach().contiguous(), x.detach().contiguous()
+    out = torch.empty_like(xc)
+    unsettled = torch.from_numpy(project_rows(xa.numpy(), xc.numpy(), e.numpy(), out.numpy(), 30))
+    if bool(unsettled.any()):  # rare: the torch form's sorting fallback for those rows
+        rows = unsettled.nonzero()[:, 0]
+        out[rows] = _project_torch(xa[rows], xc[rows], e[rows])
+    return out
+
+
+def _project_torch(x_adv, x, e):
+    """The torch form of :func:`project_l2_box` (the reference; any device)."""
+    n = x.shape[0]
     e2 = e * e
     d = torch.nan_to_num(x_adv - x, nan=0.0, posinf=1.0, neginf=-1.0)
     c = torch.where(d > 0, 1.0 - x, x)

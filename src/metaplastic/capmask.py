@@ -1,0 +1,61 @@
+"""The cap's kept set, compiled: which entries of each row ``cap_k`` keeps (paper section 2).
+
+:func:`metaplastic.network.cap` keeps the k largest entries of each row, ties at
+the k-th largest value to the lowest indices.  Its torch form needs a ``topk``
+(a partial sort of every row) and about ten further passes; on the CPU, at
+|V| = 1000 and k = 500, that is most of a forward pass of the network (the
+attacks of the robustness section and the accuracy evaluations of fig3 are
+forward/backward bound).  :func:`keep_mask` computes the same mask with one
+compiled call: per row, a copy, a selection of the k-th largest value
+(quickselect, expected linear time), and one pass that marks ``z > kth``, and
+``z == kth`` for the lowest-indexed tied entries as needed.
+
+The mask is exactly the torch form's (the k-th largest value is a value of
+the row, whatever algorithm finds it), so ``z * mask`` and its gradient are
+the same bits; ``tests/test_capmask.py`` checks it against the torch form on
+ties, zeros, negative rows and random rows.  Rows holding a NaN are left to
+the torch form (``None`` is returned).  Compiled with numba, cached on disk.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+#: The compiled mask is used for rows of at least this many entries (below, torch's calls are cheap).
+MIN_UNITS = 64
+
+
+_UINT = {4: np.uint32, 8: np.uint64}
+_compiled = []  # [the compiled kernel] after the first call (numba imported then), or [None]
+
+
+def _kernel():
+    if not _compiled:
+        try:
+            from ._capkernel import mask_rows
+        except ImportError:  # pragma: no cover - numba is a dependency; torch stays the fallback
+            mask_rows = None
+        _compiled.append(mask_rows)
+    return _compiled[0]
+
+
+def keep_mask(zd: torch.Tensor, k: int) -> torch.Tensor | None:
+    """Bool mask of the entries ``cap_k`` keeps in each row of ``zd`` (last dimension), or None
+    when the compiled form does not apply (no numba, a GPU tensor, another dtype, short rows, k
+    out of range, a NaN): the caller then uses its torch form."""
+    V = zd.shape[-1]
+    if (zd.device.type != "cpu" or zd.dtype not in (torch.float32, torch.float64)
+            or V < MIN_UNITS or not 0 < k < V or zd.numel() == 0):
+        return None
+    kernel = _kernel()
+    if kernel is None:
+        return None
+    z2 = zd.detach().reshape(-1, V)
+    if not z2.is_contiguous():
+        z2 = z2.contiguous()
+    keep = torch.empty(z2.shape, dtype=torch.bool)
+    zn = z2.numpy()
+    if not kernel(zn, zn.view(_UINT[zn.dtype.itemsize]), 8 * zn.dtype.itemsize, int(k), keep.numpy()):
+        return None
+    return keep.reshape(zd.shape)

@@ -1,0 +1,107 @@
+"""The compiled cap mask (metaplastic.capmask) and the compiled L2-ball-and-box projection
+(metaplastic._projkernel) against their torch forms."""
+
+import pytest
+import torch
+from conftest import assert_close
+
+from metaplastic import attacks as at
+from metaplastic import capmask, network
+from metaplastic.network import NetworkConfig, SimpleRNN, init_networks
+
+
+def _torch_keep(zd, k):
+    """network.cap's torch form of the kept set (topk, then ties to the lowest index)."""
+    kth = zd.topk(k, dim=-1, sorted=False).values.amin(dim=-1, keepdim=True)
+    keep = zd >= kth
+    excess = (keep.sum(dim=-1, keepdim=True) > k) & (kth != 0)
+    if bool(excess.any()):
+        tied = (zd == kth) & excess
+        need = k - (zd > kth).sum(dim=-1, keepdim=True)
+        keep = keep & ~(tied & (tied.cumsum(dim=-1) > need))
+    return keep
+
+
+def _rows(kind, m, V, g, dtype):
+    if kind == "normal":
+        return torch.randn(m, V, generator=g, dtype=dtype)
+    if kind == "relu":  # half the entries 0, as after the ReLU
+        return torch.relu(torch.randn(m, V, generator=g, dtype=dtype))
+    if kind == "ints":  # heavy ties, negative ones too
+        return torch.randint(-2, 3, (m, V), generator=g).to(dtype)
+    if kind == "negative":
+        return -torch.randn(m, V, generator=g, dtype=dtype).abs()
+    if kind == "few-positive":  # fewer than k non-zero entries
+        z = torch.zeros(m, V, dtype=dtype)
+        z[:, 5:8] = 1.0
+        return z
+    if kind == "signed-zeros":  # -0 and +0 are one value; infinities
+        z = torch.randint(0, 3, (m, V), generator=g).to(dtype) - 1.0
+        z = torch.where(z == 0, torch.where(torch.rand(m, V, generator=g) < 0.5, -0.0, 0.0), z).to(dtype)
+        z[:, 0] = float("inf")
+        z[:, 1] = -float("inf")
+        return z
+    raise ValueError(kind)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("kind", ["normal", "relu", "ints", "negative", "few-positive", "signed-zeros"])
+def test_keep_mask_is_the_torch_forms_set(dtype, kind):
+    g = torch.Generator().manual_seed(3)
+    for V, k in [(1000, 500), (100, 50), (64, 1), (64, 63), (300, 10), (1000, 999)]:
+        z = _rows(kind, 40, V, g, dtype)
+        keep = capmask.keep_mask(z, k)
+        assert keep is not None and keep.dtype == torch.bool
+        assert torch.equal(keep, _torch_keep(z, k)), (V, k)
+        assert torch.equal(capmask.keep_mask(z[None, :3], k)[0], keep[:3])  # any leading dimensions
+
+
+def test_keep_mask_declines_what_it_does_not_cover():
+    z = torch.randn(3, 100)
+    assert capmask.keep_mask(z[:, :10], 5) is None          # short rows: torch's calls are cheap
+    assert capmask.keep_mask(z, 100) is None                # k = |V|
+    assert capmask.keep_mask(z.half(), 50) is None          # another dtype
+    bad = z.clone()
+    bad[1, 4] = float("nan")
+    assert capmask.keep_mask(bad, 50) is None               # NaN: the torch form decides
+
+
+def test_cap_and_its_gradient_unchanged(monkeypatch):
+    """network.cap with the compiled mask gives the same values and input gradients as its torch form."""
+    cfg = NetworkConfig(d=20, n_classes=3, vertices=200, cap=100, rounds=3)
+    model = SimpleRNN(init_networks(cfg, [0]), 0)
+    model.W.copy_(0.1 * torch.randn(model.W.shape, generator=torch.Generator().manual_seed(1)) * model.G)
+    x = torch.rand(30, 20, generator=torch.Generator().manual_seed(2))
+
+    def run():
+        xr = x.clone().requires_grad_(True)
+        z = model(xr)
+        g, = torch.autograd.grad(z.square().sum(), xr)
+        return z.detach(), g
+
+    z_new, g_new = run()
+    monkeypatch.setattr(network, "keep_mask", lambda zd, k: None)
+    z_old, g_old = run()
+    assert torch.equal(z_new, z_old)
+    assert torch.equal(g_new, g_old)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_compiled_projection_equals_torch_form(dtype):
+    """Equal to rounding: every elementwise step is the torch form's, but the float64 sums run in
+    another order, so t can differ in its last bits (in float32 that almost never shows)."""
+    g = torch.Generator().manual_seed(5)
+    for trial in range(12):
+        n, d = 30, (784 if trial % 2 else 7)
+        x = torch.rand(n, d, generator=g, dtype=dtype)
+        if trial % 3 == 0:
+            x = (x > 0.7).to(dtype) * x
+        xa = x + torch.randn(n, d, generator=g, dtype=dtype) * (0.05 + trial / 10)
+        if trial == 4:
+            xa[0, 0], xa[1, 1], xa[2, 2] = float("nan"), float("inf"), -float("inf")
+        eps = torch.rand(n, generator=g, dtype=torch.float64) * 3
+        eps[0] = 0.0
+        e = at._eps_vector(eps, n)
+        new, ref = at._project_compiled(xa, x, e), at._project_torch(xa, x, e)
+        assert_close(new, ref)
+        at.check_ball(new, x, eps)
