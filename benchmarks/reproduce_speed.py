@@ -35,10 +35,11 @@ from pathlib import Path
 import torch
 
 from metaplastic import attacks, network
+from metaplastic.attacks import projection
 from metaplastic import robustness as rb
 from metaplastic.network import SimpleRNN, run_rounds
 
-_NEW = {"keep_mask": network.keep_mask, "project": attacks._project_compiled, "forward": SimpleRNN.forward}
+_NEW = {"keep_mask": network.keep_mask, "project": projection._project_compiled, "forward": SimpleRNN.forward}
 
 
 def _old_forward(self, x):
@@ -52,7 +53,7 @@ def use(path: str) -> None:
     """Switch the process between the two code paths."""
     old = path == "old"
     network.keep_mask = (lambda zd, k: None) if old else _NEW["keep_mask"]
-    attacks._project_compiled = (lambda *a: None) if old else _NEW["project"]
+    attacks.projection._project_compiled = (lambda *a: None) if old else _NEW["project"]
     SimpleRNN.forward = _old_forward if old else _NEW["forward"]
 
 
@@ -115,7 +116,7 @@ def main(argv=None) -> int:
             cases.append((f"fig3 T=3 |V|=1000 mnist {meth}", lambda meth=meth: fig3_case(meth, a.fig3_retrainings)))
     for path in ("new", "old"):  # compile the kernels, load the data, before any timing
         use(path)
-        network.cap(torch.rand(4, 100), 50)
+        network.cap(torch.rand(32, 1000), 500)
         attacks.project_l2_box(torch.rand(2, 4), torch.rand(2, 4), 0.5)
     report = {"images": a.images, "fig3_retrainings": a.fig3_retrainings, "cases": {}}
     for label, fn in cases:

@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 
 from .. import robustness as rb
-from ..io import write_json
+from ..io import read_json, write_json
 from ..sweep.executor import current as current_executor
 from .common import finish, md_table, pyplot, save_fig, write_report
 
@@ -131,8 +131,8 @@ def run(out: Path, quick: bool = False, **overrides) -> dict:
             src_name = rb.transfer_source(name)
             source = trained[src_name][s][0] if src_name in trained else None
             path = out / "evals" / f"{name}-seed{s}.json"
-            if path.is_file():
-                old = json.loads(path.read_text())
+            old = read_json(path)  # None when missing or cut short by a crash: then redone
+            if old is not None:
                 if (old.get("protocol_key") == proto_key and old.get("n") == int(x.shape[0])
                         and old.get("spec") == info.get("spec")):
                     for a in old.get("standalone_first", {}):  # recomputed: older runs counted NES differently
