@@ -39,7 +39,7 @@ from metaplastic.attacks import projection
 from metaplastic import robustness as rb
 from metaplastic.network import SimpleRNN, run_rounds
 
-_NEW = {"keep_mask": network.keep_mask, "project": projection._project_compiled, "forward": SimpleRNN.forward}
+_NEW = {"keep_mask": network.keep_mask, "capped": network.capped, "project": projection._project_compiled, "forward": SimpleRNN.forward}
 
 
 def _old_forward(self, x):
@@ -53,6 +53,7 @@ def use(path: str) -> None:
     """Switch the process between the two code paths."""
     old = path == "old"
     network.keep_mask = (lambda zd, k: None) if old else _NEW["keep_mask"]
+    network.capped = (lambda zd, k: None) if old else _NEW["capped"]
     attacks.projection._project_compiled = (lambda *a: None) if old else _NEW["project"]
     SimpleRNN.forward = _old_forward if old else _NEW["forward"]
 

@@ -81,6 +81,7 @@ def test_cap_and_its_gradient_unchanged(monkeypatch):
 
     z_new, g_new = run()
     monkeypatch.setattr(network, "keep_mask", lambda zd, k: None)
+    monkeypatch.setattr(network, "capped", lambda zd, k: None)
     z_old, g_old = run()
     assert torch.equal(z_new, z_old)
     assert torch.equal(g_new, g_old)
@@ -105,3 +106,15 @@ def test_compiled_projection_equals_torch_form(dtype):
         new, ref = at._project_compiled(xa, x, e), at._project_torch(xa, x, e)
         assert_close(new, ref)
         at.check_ball(new, x, eps)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_capped_values_are_the_product(dtype):
+    g = torch.Generator().manual_seed(9)
+    for kind in ("normal", "relu", "ints", "signed-zeros"):
+        z = _rows(kind, 30, 500, g, dtype)
+        out = capmask.capped(z, 250)
+        ref = z * _torch_keep(z, 250)
+        assert out.dtype == dtype
+        torch.testing.assert_close(out, ref, rtol=0, atol=0, equal_nan=True)  # -inf * 0 is NaN in both
+        assert torch.equal(torch.signbit(out), torch.signbit(ref))  # the same bits, zeros' signs too

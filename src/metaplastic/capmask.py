@@ -40,10 +40,7 @@ def _kernel():
     return _compiled[0]
 
 
-def keep_mask(zd: torch.Tensor, k: int) -> torch.Tensor | None:
-    """Bool mask of the entries ``cap_k`` keeps in each row of ``zd`` (last dimension), or None
-    when the compiled form does not apply (no numba, a GPU tensor, another dtype, short rows, k
-    out of range, a NaN): the caller then uses its torch form."""
+def _run(zd: torch.Tensor, k: int, values: bool):
     V = zd.shape[-1]
     if (zd.device.type != "cpu" or zd.dtype not in (torch.float32, torch.float64)
             or V < MIN_UNITS or not 0 < k < V or zd.numel() == 0):
@@ -54,8 +51,24 @@ def keep_mask(zd: torch.Tensor, k: int) -> torch.Tensor | None:
     z2 = zd.detach().reshape(-1, V)
     if not z2.is_contiguous():
         z2 = z2.contiguous()
-    keep = torch.empty(z2.shape, dtype=torch.bool)
     zn = z2.numpy()
-    if not kernel(zn, zn.view(_UINT[zn.dtype.itemsize]), 8 * zn.dtype.itemsize, int(k), keep.numpy()):
-        return None
-    return keep.reshape(zd.shape)
+    res = torch.empty(z2.shape, dtype=zd.dtype if values else torch.bool)
+    none = res.new_empty((0, V))
+    u = np.zeros(1, dtype=_UINT[zn.dtype.itemsize])
+    f = u.view(zn.dtype)
+    ok = kernel(zn, zn.view(_UINT[zn.dtype.itemsize]), 8 * zn.dtype.itemsize, int(k),
+                none.numpy() if values else res.numpy(), res.numpy() if values else none.numpy(), u, f)
+    return res.reshape(zd.shape) if ok else None
+
+
+def keep_mask(zd: torch.Tensor, k: int) -> torch.Tensor | None:
+    """Bool mask of the entries ``cap_k`` keeps in each row of ``zd`` (last dimension), or None
+    when the compiled form does not apply (no numba, a GPU tensor, another dtype, short rows, k
+    out of range, a NaN): the caller then uses its torch form."""
+    return _run(zd, k, values=False)
+
+
+def capped(zd: torch.Tensor, k: int) -> torch.Tensor | None:
+    """``zd * keep_mask(zd, k)`` in the same call (the same bits as that product; no autograd),
+    or None where :func:`keep_mask` is None."""
+    return _run(zd, k, values=True)

@@ -48,7 +48,7 @@ import torch
 from torch import nn
 
 from .errors import MetaplasticError
-from .capmask import keep_mask
+from .capmask import capped, keep_mask
 from .rules import check_rounds
 
 INPUT_WEIGHTS = ("normal", "ones")
@@ -197,7 +197,13 @@ def cap(z: torch.Tensor, k: int) -> torch.Tensor:
         # For more rows or units the sort costs more than the tie check below.
         idx = torch.sort(zd, dim=-1, descending=True, stable=True).indices[..., :k]
         return torch.zeros_like(z).scatter(-1, idx, z.gather(-1, idx))
-    keep = keep_mask(zd, k)  # the same set, one compiled call on the CPU (metaplastic.capmask)
+    # the same set, one compiled call on the CPU (metaplastic.capmask); without autograd the
+    # product z * keep comes from the same call
+    if not z.requires_grad:
+        out = capped(zd, k)
+        if out is not None:
+            return out
+    keep = keep_mask(zd, k)
     if keep is not None:
         return z * keep
     kth = zd.topk(k, dim=-1, sorted=False).values.amin(dim=-1, keepdim=True)
