@@ -29,6 +29,45 @@ def _bump(s: int, dtype, device) -> torch.Tensor:
     return (g / g.norm()).to(dtype=dtype, device=device)
 
 
+def _square_candidates(cur, xb, eb, r1, c1, r2, c2, sign, sh, sw, H, W, bump) -> torch.Tensor:
+    """The Square attack's candidates before projection (:func:`square_attack`): the compiled kernel
+    (:mod:`metaplastic._squarekernel`) on the CPU, else the torch form."""
+    if cur.device.type == "cpu" and cur.dtype in (torch.float32, torch.float64):
+        try:
+            from .._squarekernel import square_candidates
+        except ImportError:  # pragma: no cover - numba is a dependency
+            square_candidates = None
+        if square_candidates is not None:
+            out = torch.empty(cur.shape, dtype=torch.float64)
+            square_candidates(cur.contiguous().numpy(), xb.contiguous().numpy(), eb.contiguous().numpy(),
+                              r1.numpy(), c1.numpy(), r2.numpy(), c2.numpy(), sign.contiguous().numpy(),
+                              sh, sw, H, W, bump.contiguous().numpy(), out.numpy())
+            return out.to(cur.dtype)
+    return _square_candidates_torch(cur, xb, eb, r1, c1, r2, c2, sign, sh, sw, H, W, bump)
+
+
+def _square_candidates_torch(cur, xb, eb, r1, c1, r2, c2, sign, sh, sw, H, W, bump) -> torch.Tensor:
+    """The torch form of :func:`_square_candidates` (the reference; any device)."""
+    k, dim = cur.shape
+    rr = torch.arange(H)[None, :, None]
+    cc = torch.arange(W)[None, None, :]
+    w1 = ((rr >= r1[:, None, None]) & (rr < (r1 + sh)[:, None, None]) &
+          (cc >= c1[:, None, None]) & (cc < (c1 + sw)[:, None, None])).reshape(k, dim).to(xb.device)
+    w2 = ((rr >= r2[:, None, None]) & (rr < (r2 + sh)[:, None, None]) &
+          (cc >= c2[:, None, None]) & (cc < (c2 + sw)[:, None, None])).reshape(k, dim).to(xb.device)
+    w2 = w2 & ~w1
+    delta = (cur - xb).double()
+    newd = torch.zeros_like(delta)
+    newd[w1] = (bump[None].expand(k, -1) * sign[:, None].to(xb.device)).reshape(-1)
+    old = torch.where(w1, delta, torch.zeros_like(delta))
+    oldn = old.norm(dim=1, keepdim=True)
+    win = torch.where(oldn > 0, old / oldn.clamp_min(1e-300), torch.zeros_like(old)) + newd
+    rest = torch.where(w1 | w2, torch.zeros_like(delta), delta)
+    budget = (eb ** 2 - rest.square().sum(1)).clamp_min(0).sqrt()
+    win = win / win.norm(dim=1, keepdim=True).clamp_min(1e-300) * budget[:, None]
+    return (xb.double() + rest + win).to(xb.dtype)
+
+
 def square_attack(model, x, y, eps, *, queries: int = 500, p_init: float = 0.3, generator=None,
                   image_shape=None, batch_size: int = 1000) -> AttackResult:
     """Square attack, L2, simplified (Andriushchenko et al. 2020).
@@ -84,27 +123,12 @@ def square_attack(model, x, y, eps, *, queries: int = 500, p_init: float = 0.3, 
             r2 = torch.randint(0, H - sh + 1, (k,), generator=generator)
             c2 = torch.randint(0, W - sw + 1, (k,), generator=generator)
             sign = torch.randint(0, 2, (k,), generator=generator).double() * 2 - 1
-            rr = torch.arange(H)[None, :, None]
-            cc = torch.arange(W)[None, None, :]
-            w1 = ((rr >= r1[:, None, None]) & (rr < (r1 + sh)[:, None, None]) &
-                  (cc >= c1[:, None, None]) & (cc < (c1 + sw)[:, None, None])).reshape(k, dim).to(xb.device)
-            w2 = ((rr >= r2[:, None, None]) & (rr < (r2 + sh)[:, None, None]) &
-                  (cc >= c2[:, None, None]) & (cc < (c2 + sw)[:, None, None])).reshape(k, dim).to(xb.device)
-            w2 = w2 & ~w1
-            delta = (cur[act] - xb[act]).double()
             if sh > 1 and sw > 1:
                 bump = _bump(sh, torch.float64, xb.device).flatten()
             else:
                 bump = torch.full((sh * sw,), 1 / math.sqrt(sh * sw), dtype=torch.float64, device=xb.device)
-            newd = torch.zeros_like(delta)
-            newd[w1] = (bump[None].expand(k, -1) * sign[:, None].to(xb.device)).reshape(-1)
-            old = torch.where(w1, delta, torch.zeros_like(delta))
-            oldn = old.norm(dim=1, keepdim=True)
-            win = torch.where(oldn > 0, old / oldn.clamp_min(1e-300), torch.zeros_like(old)) + newd
-            rest = torch.where(w1 | w2, torch.zeros_like(delta), delta)
-            budget = (eb[act] ** 2 - rest.square().sum(1)).clamp_min(0).sqrt()
-            win = win / win.norm(dim=1, keepdim=True).clamp_min(1e-300) * budget[:, None]
-            cand = project_l2_box((xb[act].double() + rest + win).to(xb.dtype), xb[act], eb[act])
+            cand = _square_candidates(cur[act], xb[act], eb[act], r1, c1, r2, c2, sign, sh, sw, H, W, bump)
+            cand = project_l2_box(cand, xb[act], eb[act])
             zc = logits_of(model, cand)
             nq += k
             mc = margin(zc, yb[act])

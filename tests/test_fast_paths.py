@@ -1,5 +1,6 @@
-"""The compiled cap mask (metaplastic.capmask) and the compiled L2-ball-and-box projection
-(metaplastic._projkernel) against their torch forms."""
+"""The compiled hot paths of the attacks and the forward pass against their torch forms: the cap's
+kept set (metaplastic.capmask), the L2-ball-and-box projection (metaplastic._projkernel) and the
+Square attack's candidates (metaplastic._squarekernel)."""
 
 import pytest
 import torch
@@ -118,3 +119,26 @@ def test_capped_values_are_the_product(dtype):
         assert out.dtype == dtype
         torch.testing.assert_close(out, ref, rtol=0, atol=0, equal_nan=True)  # -inf * 0 is NaN in both
         assert torch.equal(torch.signbit(out), torch.signbit(ref))  # the same bits, zeros' signs too
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("shape", [(28, 28), (1, 30)])
+def test_compiled_square_candidates_equal_torch_form(dtype, shape):
+    from metaplastic.attacks import gradient_free as gf
+    g = torch.Generator().manual_seed(11)
+    H, W = shape
+    k, dim = 40, H * W
+    for sh, sw in ([(1, 1), (3, 3), (9, 9)] if H > 1 else [(1, 1), (1, 7)]):
+        xb = torch.rand(k, dim, generator=g, dtype=dtype)
+        cur = (xb + 0.1 * torch.randn(k, dim, generator=g, dtype=dtype)).clamp(0, 1)
+        cur[0] = xb[0]  # nothing in window 1 yet
+        eb = torch.rand(k, generator=g, dtype=torch.float64) * 3
+        r1, r2 = (torch.randint(0, H - sh + 1, (k,), generator=g) for _ in range(2))
+        c1, c2 = (torch.randint(0, W - sw + 1, (k,), generator=g) for _ in range(2))
+        sign = torch.randint(0, 2, (k,), generator=g).double() * 2 - 1
+        bump = (gf._bump(sh, torch.float64, "cpu").flatten() if sh > 1 and sw > 1
+                else torch.full((sh * sw,), (sh * sw) ** -0.5, dtype=torch.float64))
+        new = gf._square_candidates(cur, xb, eb, r1, c1, r2, c2, sign, sh, sw, H, W, bump)
+        ref = gf._square_candidates_torch(cur, xb, eb, r1, c1, r2, c2, sign, sh, sw, H, W, bump)
+        assert new.dtype == dtype
+        assert_close(new, ref)
