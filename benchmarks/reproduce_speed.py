@@ -8,10 +8,11 @@ load drifts):
 
 * ``old``: the cap's kept set by ``torch.topk`` and the tie check
   (:func:`metaplastic.network.cap`'s torch form), the L2-ball-and-box
-  projection in torch (``attacks._project_torch``), and ``SimpleRNN.forward``
-  computing the firing words it throws away, as before;
-* ``new``: :mod:`metaplastic.capmask` and :mod:`metaplastic._projkernel`
-  (numba), and a forward without firing words.
+  projection in torch (``attacks._project_torch``), the Square attack's
+  candidates in torch (``_square_candidates_torch``), and
+  ``SimpleRNN.forward`` computing the firing words it throws away, as before;
+* ``new``: :mod:`metaplastic.capmask`, :mod:`metaplastic._projkernel` and
+  :mod:`metaplastic._squarekernel` (numba), and a forward without firing words.
 
 Robustness: the whole protocol of :func:`metaplastic.robustness.evaluate`
 (every attack, stand-alone sweeps, eps=0 gate) and the U-scale check, with the
@@ -34,12 +35,13 @@ from pathlib import Path
 
 import torch
 
-from metaplastic import attacks, network
-from metaplastic.attacks import projection
+from metaplastic import network
 from metaplastic import robustness as rb
+from metaplastic.attacks import gradient_free, projection
 from metaplastic.network import SimpleRNN, run_rounds
 
-_NEW = {"keep_mask": network.keep_mask, "capped": network.capped, "project": projection._project_compiled, "forward": SimpleRNN.forward}
+_NEW = {"keep_mask": network.keep_mask, "capped": network.capped, "project": projection._project_compiled,
+        "forward": SimpleRNN.forward, "square": gradient_free._square_candidates}
 
 
 def _old_forward(self, x):
@@ -54,8 +56,9 @@ def use(path: str) -> None:
     old = path == "old"
     network.keep_mask = (lambda zd, k: None) if old else _NEW["keep_mask"]
     network.capped = (lambda zd, k: None) if old else _NEW["capped"]
-    attacks.projection._project_compiled = (lambda *a: None) if old else _NEW["project"]
+    projection._project_compiled = (lambda *a: None) if old else _NEW["project"]
     SimpleRNN.forward = _old_forward if old else _NEW["forward"]
+    gradient_free._square_candidates = gradient_free._square_candidates_torch if old else _NEW["square"]
 
 
 DECISIONS = ("correct", "worst_first", "worst_main_first", "first", "standalone_first", "eps0_broken",
@@ -118,7 +121,11 @@ def main(argv=None) -> int:
     for path in ("new", "old"):  # compile the kernels, load the data, before any timing
         use(path)
         network.cap(torch.rand(32, 1000), 500)
-        attacks.project_l2_box(torch.rand(2, 4), torch.rand(2, 4), 0.5)
+        projection.project_l2_box(torch.rand(2, 4), torch.rand(2, 4), 0.5)
+        i = torch.zeros(2, dtype=torch.long)
+        gradient_free._square_candidates(torch.rand(2, 4), torch.rand(2, 4), torch.ones(2, dtype=torch.float64),
+                                         i, i, i, i, torch.ones(2, dtype=torch.float64), 1, 1, 2, 2,
+                                         torch.ones(1, dtype=torch.float64))
     report = {"images": a.images, "fig3_retrainings": a.fig3_retrainings, "cases": {}}
     for label, fn in cases:
         row = {"seconds": {"old": [], "new": []}, "same_decisions": True}

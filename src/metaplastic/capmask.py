@@ -3,17 +3,20 @@
 :func:`metaplastic.network.cap` keeps the k largest entries of each row, ties at
 the k-th largest value to the lowest indices.  Its torch form needs a ``topk``
 (a partial sort of every row) and about ten further passes; on the CPU, at
-|V| = 1000 and k = 500, that is most of a forward pass of the network (the
-attacks of the robustness section and the accuracy evaluations of fig3 are
-forward/backward bound).  :func:`keep_mask` computes the same mask with one
-compiled call: per row, a copy, a selection of the k-th largest value
-(quickselect, expected linear time), and one pass that marks ``z > kth``, and
-``z == kth`` for the lowest-indexed tied entries as needed.
+|V| = 1000 and k = 500, that was a third of a forward pass of the network
+(the attacks of the robustness section and the accuracy evaluations of fig3
+are forward/backward bound).  :func:`keep_mask` computes the same mask with
+one compiled call (:mod:`metaplastic._capkernel`): per row, a radix
+selection of the k-th largest value on order-preserving integer keys, and
+one pass that marks ``z >= kth`` (a second one, only when more than k
+entries reach kth, keeps the lowest-indexed tied entries as needed);
+:func:`capped` writes ``z * mask`` in the same call when no gradient is
+needed.
 
 The mask is exactly the torch form's (the k-th largest value is a value of
 the row, whatever algorithm finds it), so ``z * mask`` and its gradient are
-the same bits; ``tests/test_capmask.py`` checks it against the torch form on
-ties, zeros, negative rows and random rows.  Rows holding a NaN are left to
+the same bits; ``tests/test_fast_paths.py`` checks it against the torch form
+on ties, zeros of both signs, infinities, negative rows and random rows.  Rows holding a NaN are left to
 the torch form (``None`` is returned).  Compiled with numba, cached on disk.
 """
 
