@@ -10,9 +10,10 @@ load drifts):
   (:func:`metaplastic.network.cap`'s torch form), the L2-ball-and-box
   projection in torch (``attacks._project_torch``), the Square attack's
   candidates in torch (``_square_candidates_torch``), and
-  ``SimpleRNN.forward`` computing the firing words it throws away, as before;
+  ``SimpleRNN.forward`` and ``network.predict`` computing the firing words
+  they throw away, as before;
 * ``new``: :mod:`metaplastic.capmask`, :mod:`metaplastic._projkernel` and
-  :mod:`metaplastic._squarekernel` (numba), and a forward without firing words.
+  :mod:`metaplastic._squarekernel` (numba), and forwards without firing words.
 
 Robustness: the whole protocol of :func:`metaplastic.robustness.evaluate`
 (every attack, stand-alone sweeps, eps=0 gate) and the U-scale check, with the
@@ -41,7 +42,7 @@ from metaplastic.attacks import gradient_free, projection
 from metaplastic.network import SimpleRNN, run_rounds
 
 _NEW = {"keep_mask": network.keep_mask, "capped": network.capped, "project": projection._project_compiled,
-        "forward": SimpleRNN.forward, "square": gradient_free._square_candidates}
+        "forward": SimpleRNN.forward, "square": gradient_free._square_candidates, "predict": network.predict}
 
 
 def _old_forward(self, x):
@@ -51,6 +52,11 @@ def _old_forward(self, x):
     return (h @ self.U)[0]
 
 
+def _old_predict(nets, x, batch_size=2048):
+    out = [network.forward(nets, x[i:i + batch_size])[0].argmax(-1) for i in range(0, x.shape[0], batch_size)]
+    return torch.cat(out, dim=1)
+
+
 def use(path: str) -> None:
     """Switch the process between the two code paths."""
     old = path == "old"
@@ -58,6 +64,7 @@ def use(path: str) -> None:
     network.capped = (lambda zd, k: None) if old else _NEW["capped"]
     projection._project_compiled = (lambda *a: None) if old else _NEW["project"]
     SimpleRNN.forward = _old_forward if old else _NEW["forward"]
+    network.predict = _old_predict if old else _NEW["predict"]
     gradient_free._square_candidates = gradient_free._square_candidates_torch if old else _NEW["square"]
 
 

@@ -336,7 +336,12 @@ def firing_fractions(nets: Networks, x: torch.Tensor, batch_size: int = 2048,
 @torch.no_grad()
 def predict(nets: Networks, x: torch.Tensor, batch_size: int = 2048) -> torch.Tensor:
     """Predicted labels ``[B, n]`` (argmax of the logits; ties to the lower label)."""
-    out = [forward(nets, x[i:i + batch_size])[0].argmax(-1) for i in range(0, x.shape[0], batch_size)]
+    c = nets.config
+    out = []
+    for i in range(0, x.shape[0], batch_size):  # forward's logits, without the firing words
+        h, _ = run_rounds(project(x[i:i + batch_size].to(nets.A.dtype), nets.A), nets.W, c.k, c.rounds,
+                          words=False, **c.semantics)
+        out.append(torch.bmm(h, nets.U).argmax(-1))
     return torch.cat(out, dim=1)
 
 
