@@ -288,6 +288,12 @@ def test_reproduce_robustness_quick_and_attack_cli(tmp_path, capsys, monkeypatch
         for g in m["gates"].values():
             assert g["eps0"]["ok"] and g["in_ball"]["ok"] and g["monotone"]["ok"]
     assert main(["reproduce", "robustness", "--plot-only", "--out", str(out)]) == 0
+    ev = out / "evals" / "plastic-T1-seed0.json"
+    kept = (out / "evals" / "gd-T1-seed0.json").read_text()
+    ev.write_text(ev.read_text()[:100])  # cut short by a crash: redone on the next run, not a crash
+    assert main(["reproduce", "robustness", "--quick", "--out", str(out)]) == 0
+    assert json.loads(ev.read_text())["model"] == "plastic-T1"
+    assert (out / "evals" / "gd-T1-seed0.json").read_text() == kept  # finished ones are reused
     capsys.readouterr()
     mdir = out / "models" / "plastic-T3-seed0"
     if d is None:

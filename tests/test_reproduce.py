@@ -68,6 +68,20 @@ def test_reproduce_all_runs_sections_in_workers_and_resumes(tmp_path, capsys):
     assert "finished earlier, kept" in capsys.readouterr().err
 
 
+def test_reproduce_all_passes_workers_to_cell_sections(tmp_path):
+    """--workers/--scheduler reach the sections that run cells through an executor, and only those."""
+    from metaplastic.reproduce.runall import section_command
+    from metaplastic.sweep.executor import CELL_SECTIONS
+    for name in ("robustness", "fig3", "table1", "theorems"):
+        cmd = section_command(name, tmp_path / name, 1, True, workers=3, scheduler="tcp://h:1")
+        assert cmd[cmd.index("--out") + 1] == str(tmp_path / name) and "--quick" in cmd
+        if name in CELL_SECTIONS:
+            assert cmd[cmd.index("--workers") + 1] == "3" and cmd[cmd.index("--scheduler") + 1] == "tcp://h:1"
+        else:
+            assert "--workers" not in cmd and "--scheduler" not in cmd
+    assert "--workers" not in section_command("fig3", tmp_path, 1)
+
+
 def test_jobs_only_with_all(tmp_path, capsys):
     assert main(["reproduce", "table1", "--jobs", "2", "--out", str(tmp_path / "x")]) == 2
     assert "reproduce all" in capsys.readouterr().err

@@ -238,7 +238,8 @@ def add_reproduce_parser(sub) -> None:
     add_backend_arg(rp, help="rule-training loop of every section (default: $METAPLASTIC_BACKEND or auto)")
     add_semantics_args(rp)
     rp.add_argument("--workers", type=_positive_int, default=None,
-                    help="run the section's cells on a local Dask cluster of N processes (fig3, fig6, table2-accuracy)")
+                    help="run the section's cells on a local Dask cluster of N processes (fig3, fig6, table2-accuracy, "
+                         "robustness; with all: passed on to those)")
     rp.add_argument("--scheduler", default=None, help="run the section's cells on this Dask cluster (tcp://HOST:PORT)")
 
 
@@ -439,16 +440,17 @@ def cmd_reproduce(args) -> int:
     out = Path(args.out) if args.out else Path("runs") / f"reproduce-{args.name}-{time.strftime('%Y%m%d-%H%M%S')}"
     if (args.jobs or args.resume) and args.name != "all":
         raise MetaplasticError("--jobs and --resume apply to 'reproduce all' only")
-    if (args.workers or args.scheduler) and (args.name not in CELL_SECTIONS or args.plot_only):
+    if (args.workers or args.scheduler) and (args.name not in CELL_SECTIONS + ("all",) or args.plot_only):
         raise MetaplasticError(f"--workers and --scheduler apply to the sections {', '.join(CELL_SECTIONS)} "
-                               "(not all, not --plot-only)")
+                               "and to all (passed on to those), not to --plot-only")
     _check_matplotlib()
     if args.backend is not None:  # the sections (and the worker processes of 'all') inherit it
         from .compiled import set_default_backend
         set_default_backend(args.backend)
     if args.name == "all" and not args.plot_only:
         from .reproduce.runall import run_all
-        rc = run_all(out, quick=args.quick, jobs=args.jobs, threads=args.threads, resume=args.resume)
+        rc = run_all(out, quick=args.quick, jobs=args.jobs, threads=args.threads, resume=args.resume,
+                     workers=args.workers, scheduler=args.scheduler)
         print(f"wrote {out}/REPORT.md")
         return rc
     sem = _reproduce_semantics(args)

@@ -48,6 +48,7 @@ import torch
 from torch import nn
 
 from .errors import MetaplasticError
+from .capmask import capped, keep_mask
 from .rules import check_rounds
 
 INPUT_WEIGHTS = ("normal", "ones")
@@ -196,6 +197,15 @@ def cap(z: torch.Tensor, k: int) -> torch.Tensor:
         # For more rows or units the sort costs more than the tie check below.
         idx = torch.sort(zd, dim=-1, descending=True, stable=True).indices[..., :k]
         return torch.zeros_like(z).scatter(-1, idx, z.gather(-1, idx))
+    # the same set, one compiled call on the CPU (metaplastic.capmask); without autograd the
+    # product z * keep comes from the same call
+    if not z.requires_grad:
+        out = capped(zd, k)
+        if out is not None:
+            return out
+    keep = keep_mask(zd, k)
+    if keep is not None:
+        return z * keep
     kth = zd.topk(k, dim=-1, sorted=False).values.amin(dim=-1, keepdim=True)
     keep = zd >= kth
     # Where the k-th largest value is 0, keeping every zero changes nothing.
@@ -326,7 +336,12 @@ def firing_fractions(nets: Networks, x: torch.Tensor, batch_size: int = 2048,
 @torch.no_grad()
 def predict(nets: Networks, x: torch.Tensor, batch_size: int = 2048) -> torch.Tensor:
     """Predicted labels ``[B, n]`` (argmax of the logits; ties to the lower label)."""
-    out = [forward(nets, x[i:i + batch_size])[0].argmax(-1) for i in range(0, x.shape[0], batch_size)]
+    c = nets.config
+    out = []
+    for i in range(0, x.shape[0], batch_size):  # forward's logits, without the firing words
+        h, _ = run_rounds(project(x[i:i + batch_size].to(nets.A.dtype), nets.A), nets.W, c.k, c.rounds,
+                          words=False, **c.semantics)
+        out.append(torch.bmm(h, nets.U).argmax(-1))
     return torch.cat(out, dim=1)
 
 
@@ -360,13 +375,13 @@ class SimpleRNN(nn.Module):
         c = lambda t: None if t is None else t[None].clone()  # noqa: E731
         return Networks(self.config, c(self.A), c(self.G), c(self.W), c(self.U))
 
-    def _rounds(self, x: torch.Tensor):
+    def _rounds(self, x: torch.Tensor, words: bool = True):
         c = self.config
         P = (x.to(self.A.dtype) @ self.A)[None]
-        return run_rounds(P, None if self.W is None else self.W[None], c.k, c.rounds, **c.semantics)
+        return run_rounds(P, None if self.W is None else self.W[None], c.k, c.rounds, words=words, **c.semantics)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h, _ = self._rounds(x)
+        h, _ = self._rounds(x, words=False)
         return (h @ self.U)[0]
 
     def firing_words(self, x: torch.Tensor) -> torch.Tensor:

@@ -51,7 +51,6 @@ cross-entropy and logit margin).
 from __future__ import annotations
 
 import copy
-import json
 import math
 import time
 from dataclasses import asdict, dataclass, field
@@ -61,7 +60,7 @@ import torch
 
 from . import attacks as at
 from .errors import MetaplasticError
-from .io import atomic_torch_save, write_json
+from .io import atomic_torch_save, read_json, write_json
 from .network import NetworkConfig, SimpleRNN, init_networks
 from .runner import load_networks, networks_state
 
@@ -220,8 +219,8 @@ def train_models(setup: ModelSetup, seeds, models_dir: Path, data, *, log=print)
         for s in seeds:
             d = model_dir(models_dir, name, s)
             info_p = d / "model.json"
-            if (d / "networks.pt").is_file() and info_p.is_file():
-                info = json.loads(info_p.read_text())
+            info = read_json(info_p)  # None when missing or cut short: the model is trained again
+            if (d / "networks.pt").is_file() and info is not None:
                 if info.get("spec") == spec:
                     out[name][s] = (load_model(d), info)
                     continue

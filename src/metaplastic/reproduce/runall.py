@@ -49,9 +49,25 @@ def finished(sec_out: Path, quick: bool) -> bool:
             and (sec_out / "REPORT.md").is_file())
 
 
+def section_command(name: str, sec_out: Path, threads: int, quick: bool = False, workers: int | None = None,
+                    scheduler: str | None = None) -> list[str]:
+    """The child process of one section; ``--workers``/``--scheduler`` only for the sections that take them."""
+    from ..sweep.executor import CELL_SECTIONS
+    cmd = [sys.executable, "-m", "metaplastic", "reproduce", name, "--out", str(sec_out), "--threads", str(threads)]
+    cmd += ["--quick"] if quick else []
+    if name in CELL_SECTIONS:
+        cmd += (["--workers", str(workers)] if workers else []) + (["--scheduler", scheduler] if scheduler else [])
+    return cmd
+
+
 def run_all(out: Path, *, quick: bool = False, jobs: int | None = None, threads: int | None = None,
-            resume: bool = False, names: list[str] | None = None, log=None) -> int:
+            resume: bool = False, names: list[str] | None = None, log=None, workers: int | None = None,
+            scheduler: str | None = None) -> int:
     """Run every section (or ``names``) into ``out/NAME``; write ``out/REPORT.md``.
+
+    ``workers`` / ``scheduler`` are passed on (``--workers N`` / ``--scheduler ADDR``) to the
+    sections that run their cells through an executor (``sweep.executor.CELL_SECTIONS``); each
+    of those sections then starts its own local cluster of ``workers`` processes.
 
     Returns 0 when every section succeeded, 1 otherwise.
     """
@@ -59,6 +75,7 @@ def run_all(out: Path, *, quick: bool = False, jobs: int | None = None, threads:
     log = log or (lambda s: bar.write(s) if bar is not None else print(s, file=sys.stderr, flush=True))
     names = list(names or SECTIONS)
     jobs = jobs or default_jobs()
+
     threads = threads or max(1, (os.cpu_count() or 1) // jobs)
     out.mkdir(parents=True, exist_ok=True)
     status: dict[str, dict] = {}
@@ -81,8 +98,7 @@ def run_all(out: Path, *, quick: bool = False, jobs: int | None = None, threads:
                 sec_out = out / name
                 sec_out.mkdir(parents=True, exist_ok=True)
                 (sec_out / DONE).unlink(missing_ok=True)
-                cmd = [sys.executable, "-m", "metaplastic", "reproduce", name, "--out", str(sec_out),
-                       "--threads", str(threads)] + (["--quick"] if quick else [])
+                cmd = section_command(name, sec_out, threads, quick, workers, scheduler)
                 fh = open(sec_out / "log.txt", "w")
                 running[name] = (subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT), time.perf_counter(), fh)
                 log(f"[reproduce] {name}: started")

@@ -1,0 +1,5 @@
+"""``python -m metaplastic.reproduce.robustness``."""
+
+from .cli import main
+
+raise SystemExit(main())
