@@ -51,3 +51,32 @@ def test_learned_phase_reads_rule_sets_with_their_semantics(tmp_path):
     assert cfg["recurrence"] == "w(h+ax)" and cfg["firing"] == "top-k" and cfg["output_input"] == "bit"
     res = run_config(small(cfg))
     assert len(res["active_per_round"]) == 3
+
+
+def test_tape_through_homeostasis_keeps_norms_and_has_a_gradient():
+    from conftest import halfspace
+    from metaplastic.experiments.recurrence_tape import train_homeostatic_tape
+    from metaplastic.learner import Scheme, data_orders
+    from metaplastic.meta import RuleSet, meta_loss
+    from metaplastic.network import NetworkConfig, init_networks
+    from metaplastic.rules import MLPRule, perceptron_rule
+
+    x, y = halfspace(200, seed=4)
+    nc = NetworkConfig(d=x.shape[1], n_classes=2, vertices=30, cap=15, rounds=3)
+    nets = init_networks(nc, [0, 1])
+    graph = MLPRule("graph", 3, generator=torch.Generator().manual_seed(0))
+    rules = RuleSet(perceptron_rule(3), graph, learn_output=False, learn_graph=True)
+    orders = data_orders(150, 1, [0, 1])
+    with torch.enable_grad():
+        out_t, gr_t = rules.tables(grad=True)
+        W, U = train_homeostatic_tape(rules, nets, x, y, orders, Scheme("all"), out_t, gr_t,
+                                      norm=2.0, interval=50)
+        per, _ = meta_loss(nets, W, U, x[150:][None].expand(2, -1, -1), y[150:][None].expand(2, -1))
+        per.mean().backward()
+    norms = W.detach().norm(dim=-2)
+    live = norms > 0
+    assert bool(live.any())
+    assert torch.allclose(norms[live], torch.full_like(norms[live], 2.0), rtol=1e-4)
+    grads = [p.grad for p in graph.parameters()]
+    assert all(gr is not None and torch.isfinite(gr).all() for gr in grads)
+    assert any(float(gr.abs().sum()) > 0 for gr in grads)

@@ -22,6 +22,8 @@ per configuration in ``DIR/configs``):
   meta-gradient, |V| = 100, T = 3, relu2 and rnn teachers, long batches with a
   held-out loss; the commands are in docs/RECURRENCE.md) screened at |V| = 1000;
   the files are listed in ``--learned DIR`` (every ``*.json`` there).
+* ``tape``: MLP graph rules learned through centred homeostasis by autograd
+  (:mod:`.recurrence_tape`, |V| = 100) screened at |V| = 1000 with that homeostasis.
 * ``confirm2``: a candidate named by ``--candidate`` with 10 retrainings on the six
   datasets (with the T = 1 references of round 1's ``confirm`` phase).
 
@@ -117,6 +119,21 @@ def phase_learned(seeds: int, folder: Path | None = None):
     return out
 
 
+def phase_tape(seeds: int, folder: Path | None = None):
+    """Graph rules learned through centred homeostasis (:mod:`.recurrence_tape`), used with the
+    homeostasis they were learned under (centred, the same scale and interval) and the perceptron."""
+    out = []
+    if folder is None or not folder.exists():
+        return out
+    for p in sorted(folder.glob("*.json")):
+        st = json.loads(p.read_text())["meta"]["config"]
+        for ds in ("relu2", "rnn", "mnist"):
+            out.append((f"r2-tape-{p.stem}-{ds}",
+                        _base(ds, seeds=seeds, output="perceptron", graph=str(p), homeo_scale=st["scale"],
+                              homeo_interval=st["interval"], homeo_center=True)))
+    return out
+
+
 def phase_confirm2(seeds: int, candidate: dict | None = None, name: str = ""):
     out = []
     for ds in DATASETS6:
@@ -159,11 +176,13 @@ def summary(out: Path) -> str:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("phase", choices=["code", "decay", "learned", "confirm2", "summary"])
+    ap.add_argument("phase", choices=["code", "decay", "learned", "tape", "confirm2", "summary"])
     ap.add_argument("--out", default="runs/recurrence-search")
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--learned", default="runs/recurrence-round2-rules",
                     help="folder of learned rule sets for the 'learned' phase")
+    ap.add_argument("--tape-rules", default="runs/recurrence-round2-tape",
+                    help="folder of rule sets learned through homeostasis for the 'tape' phase")
     ap.add_argument("--candidate", default=None,
                     help="confirm2: a JSON object of configuration keys (as in a result's 'config')")
     ap.add_argument("--name", default="candidate", help="confirm2: the candidate's name")
@@ -180,6 +199,8 @@ def main(argv=None) -> int:
         cfgs = phase_decay(a.seeds)
     elif a.phase == "learned":
         cfgs = phase_learned(a.seeds, Path(a.learned))
+    elif a.phase == "tape":
+        cfgs = phase_tape(a.seeds, Path(a.tape_rules))
     else:
         cand = json.loads(a.candidate) if a.candidate else None
         if cand is not None:
