@@ -147,24 +147,27 @@ def summary(out: Path) -> str:
     """Round 2's table: every ``r2-*``/``confirm2-*`` result against the text T = 1 reference."""
     res = {p.stem: json.loads(p.read_text()) for p in (out / "configs").glob("*.json")}
     lines = ["| configuration | dataset | B | test acc (95% CI) | vs text T=1 (95% CI) | "
-             "active per round | new in round 3 vs 1 | drive ratio | majority share |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+             "vs code T=1 (95% CI) | active per round | new in round 3 vs 1 | drive ratio | majority share |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     rows = [r for n, r in res.items() if n.startswith(("r2-", "confirm2-"))]
     for r in sorted(rows, key=lambda r: (r["config"]["dataset"], r["name"])):
         c = r["config"]
         ref = res.get(("confirm-" if r["name"].startswith("confirm2-") else "")
                       + f"t1-halfspace-{c['dataset']}")
-        vs = ""
-        if ref is not None and len(ref["test_accuracy_per_network"]) > 1:
+        def versus(ref):
+            if ref is None or ref is r or len(ref["test_accuracy_per_network"]) < 2:
+                return ""
             d, h = diff_ci95(r["test_accuracy_per_network"], ref["test_accuracy_per_network"])
-            vs = f"{d:+.4f} ± {h:.4f}" + (" **win**" if d - h > 0 else "")
+            return f"{d:+.4f} ± {h:.4f}" + (" **win**" if d - h > 0 else "")
+        vs = versus(ref)
+        vc = versus(res.get(f"r2-t1-code-{c['dataset']}")) if c["T"] > 1 else ""
         act = r.get("active_per_round", r["firing_per_round"])
         fr = " / ".join(f"{f:.2f}" for f in act)
         d13 = r.get("diff1T_active", r.get("diff1T"))
         dr = r.get("drive_ratio")
         ms = r.get("majority_prediction_share")
         lines.append(f"| {r['name']} | {c['dataset']} | {c['seeds']} | {r['test_accuracy']:.4f} "
-                     f"± {r['test_accuracy_ci95']:.4f} | {vs} | {fr} | {'' if d13 is None else f'{d13:.2f}'} | "
+                     f"± {r['test_accuracy_ci95']:.4f} | {vs} | {vc} | {fr} | {'' if d13 is None else f'{d13:.2f}'} | "
                      f"{'' if dr is None else f'{dr:.2f}'} | {'' if ms is None else f'{max(ms):.2f}'} |")
     refs = [res[n] for n in sorted(res) if n.startswith("t1-halfspace-")]
     text = "\n".join(lines) + "\n\nReferences (T = 1, text semantics, `rules/halfspace-output-T1.json`):\n\n"
