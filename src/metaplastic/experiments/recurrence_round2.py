@@ -62,11 +62,12 @@ def phase_code(seeds: int):
     out = []
     for ds in ("relu2", "rnn", "mnist"):
         out += references(ds, seeds)
-        for s in ((0.3, 1.0, 3.0) if ds == "relu2" else (1.0,)):
+        for s in ((0.3, 1.0, 3.0) if ds == "relu2" else (1.0, 3.0)):
             out.append((f"r2-code-fixed-normal-s{s}-{ds}",
                         _base(ds, seeds=seeds, output=OUT_CODE, w_init="normal", w_scale=s, **CODE)))
-        out.append((f"r2-mixed-fixed-normal-s1.0-{ds}",
-                    _base(ds, seeds=seeds, output="halfspace", w_init="normal", w_scale=1.0, **MIXED)))
+        for s in (1.0, 3.0):
+            out.append((f"r2-mixed-fixed-normal-s{s}-{ds}",
+                        _base(ds, seeds=seeds, output="halfspace", w_init="normal", w_scale=s, **MIXED)))
         for eta in ((1e-2, 1e-3, 1e-4) if ds == "relu2" else (1e-3,)):
             out.append((f"r2-code-hebb-eta{eta:g}-{ds}",
                         _base(ds, seeds=seeds, output=OUT_CODE, graph="hebb", graph_eta=eta, **CODE)))
