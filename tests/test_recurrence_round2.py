@@ -46,7 +46,7 @@ def test_learned_phase_reads_rule_sets_with_their_semantics(tmp_path):
     import shutil
     shutil.copy(r2.RULES / "relu1-mlp-T3-paper-code.json", tmp_path / "a.json")
     cfgs = r2.phase_learned(2, tmp_path)
-    assert [n for n, _ in cfgs] == ["r2-learned-a-relu2", "r2-learned-a-rnn", "r2-learned-a-mnist"]
+    assert [n for n, _ in cfgs] == ["r2-learned-a-relu2", "r2-learned-a-rnn"]
     cfg = cfgs[1][1]
     assert cfg["recurrence"] == "w(h+ax)" and cfg["firing"] == "top-k" and cfg["output_input"] == "bit"
     res = run_config(small(cfg))

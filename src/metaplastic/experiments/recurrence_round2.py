@@ -21,7 +21,7 @@ per configuration in ``DIR/configs``):
 * ``learned``: graph rules learned by ``metaplastic learn-rule`` (exact replay
   meta-gradient, |V| = 100, T = 3, relu2 and rnn teachers, long batches with a
   held-out loss; the commands are in docs/RECURRENCE.md) screened at |V| = 1000;
-  the files are listed in ``--learned DIR`` (every ``*.json`` there).
+  the files are listed in ``--learned DIR`` (every ``*.json`` there); relu2 and rnn only.
 * ``tape``: MLP graph rules learned through centred homeostasis by autograd
   (:mod:`.recurrence_tape`, |V| = 100) screened at |V| = 1000 with that homeostasis.
 * ``confirm2``: a candidate named by ``--candidate`` with 10 retrainings on the six
@@ -114,7 +114,7 @@ def phase_learned(seeds: int, folder: Path | None = None):
     if folder is None or not folder.exists():
         return out
     for name, path, sem in learned_rules(folder):
-        for ds in ("relu2", "rnn", "mnist"):
+        for ds in ("relu2", "rnn"):
             out.append((f"r2-learned-{name}-{ds}",
                         _base(ds, seeds=seeds, output=path, graph=path, **sem)))
     return out
@@ -128,7 +128,7 @@ def phase_tape(seeds: int, folder: Path | None = None):
         return out
     for p in sorted(folder.glob("*.json")):
         st = json.loads(p.read_text())["meta"]["config"]
-        for ds in ("relu2", "rnn", "mnist"):
+        for ds in ("relu2", "rnn"):
             out.append((f"r2-tape-{p.stem}-{ds}",
                         _base(ds, seeds=seeds, output="perceptron", graph=str(p), homeo_scale=st["scale"],
                               homeo_interval=st["interval"], homeo_center=True)))
