@@ -22,6 +22,7 @@ per configuration in ``DIR/configs``):
   meta-gradient, |V| = 100, T = 3, relu2 and rnn teachers, long batches with a
   held-out loss; the commands are in docs/RECURRENCE.md) screened at |V| = 1000;
   the files are listed in ``--learned DIR`` (every ``*.json`` there); relu2 and rnn only.
+* ``mix``: two learned code-semantics graph rules with the text's output update.
 * ``tape``: MLP graph rules learned through centred homeostasis by autograd
   (:mod:`.recurrence_tape`, |V| = 100) screened at |V| = 1000 with that homeostasis.
 * ``confirm2``: a candidate named by ``--candidate`` with 10 retrainings on the six
@@ -120,6 +121,25 @@ def phase_learned(seeds: int, folder: Path | None = None):
     return out
 
 
+def phase_mix(seeds: int, folder: Path | None = None):
+    """The two learned code-semantics graph rules whose networks beat the code's T = 1 on the
+    screens, used with the text's value-weighted output update and T = 1 output table (read off
+    the last round's bit) under the code's recurrence and firing: is the code's bit-form output
+    update what costs them the points against the text's T = 1?"""
+    out = []
+    if folder is None:
+        return out
+    for stem in ("code-table-relu2-perceptron-b10000", "code-table-rnn-perceptron"):
+        p = folder / f"{stem}.json"
+        if not p.exists():
+            continue
+        for ds in ("relu2", "rnn"):
+            out.append((f"r2-mix-{stem}-valueout-{ds}",
+                        _base(ds, seeds=seeds, output="halfspace", graph=str(p), recurrence="w(h+ax)",
+                              firing="top-k", output_input="value")))
+    return out
+
+
 def phase_tape(seeds: int, folder: Path | None = None):
     """Graph rules learned through centred homeostasis (:mod:`.recurrence_tape`), used with the
     homeostasis they were learned under (centred, the same scale and interval) and the perceptron."""
@@ -180,7 +200,7 @@ def summary(out: Path) -> str:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("phase", choices=["code", "decay", "learned", "tape", "confirm2", "summary"])
+    ap.add_argument("phase", choices=["code", "decay", "learned", "mix", "tape", "confirm2", "summary"])
     ap.add_argument("--out", default="runs/recurrence-search")
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--learned", default="runs/recurrence-round2-rules",
@@ -203,6 +223,8 @@ def main(argv=None) -> int:
         cfgs = phase_decay(a.seeds)
     elif a.phase == "learned":
         cfgs = phase_learned(a.seeds, Path(a.learned))
+    elif a.phase == "mix":
+        cfgs = phase_mix(a.seeds, Path(a.learned))
     elif a.phase == "tape":
         cfgs = phase_tape(a.seeds, Path(a.tape_rules))
     else:
