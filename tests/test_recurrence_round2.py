@@ -16,7 +16,7 @@ def test_code_and_decay_configurations_run_and_report_per_round_activity():
     cfgs = dict(r2.phase_code(2) + r2.phase_decay(2))
     picks = ["r2-t1-code-rnn", "r2-code-fixed-normal-s1.0-rnn", "r2-code-hebb-eta0.001-rnn",
              "r2-mixed-hebb-eta0.001-rnn", "r2-decay-additive-antihebb-lam0.1-rnn",
-             "r2-decay-code-mult-hebb-fromrandom-lam0.1-rnn"]
+             "r2-decay-code-mult-hebb-eta0.001-fromrandom-lam0.1-rnn"]
     for name in picks:
         cfg = small(cfgs[name])
         res = run_config(cfg)

@@ -36,6 +36,7 @@ from pathlib import Path
 import torch
 
 from ..data import load_dataset
+from ..errors import TrainingDiverged
 from ..homeostasis import Homeostasis, rescale_columns, train_rules_homeostatic
 from ..io import classic_rule, load_rule, write_json
 from ..learner import Scheme, Tables, data_orders
@@ -436,7 +437,12 @@ def run_configs(cfgs, phase: str, out: Path, only: str | None = None) -> None:
         if path.exists():
             continue
         t0 = time.perf_counter()
-        res = run_config(cfg)
+        try:
+            res = run_config(cfg)
+        except TrainingDiverged as e:      # a result too: the rule blows the weights up
+            write_json(path, {"name": name, "phase": phase, "config": cfg, "diverged": str(e)})
+            print(f"{name:55s} diverged: {e}", flush=True)
+            continue
         res["name"], res["phase"] = name, phase
         write_json(path, res)
         fr = ",".join(f"{f:.2f}" for f in res.get("active_per_round", res["firing_per_round"]))
@@ -450,7 +456,7 @@ def summary(out: Path) -> str:
     rows = []
     for p in sorted((out / "configs").glob("*.json")):
         r = json.loads(p.read_text())
-        if r.get("phase") != "es":
+        if r.get("phase") != "es" and "diverged" not in r:
             rows.append(r)
     lines = ["| configuration | dataset | B | test acc (95% CI) | firing per round | new in round T vs 1 | drive ratio |",
              "| --- | --- | --- | --- | --- | --- | --- |"]
