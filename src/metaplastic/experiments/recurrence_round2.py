@@ -186,7 +186,9 @@ def summary(out: Path) -> str:
             d, h = diff_ci95(r["test_accuracy_per_network"], ref["test_accuracy_per_network"])
             return f"{d:+.4f} ± {h:.4f}" + (" **win**" if d - h > 0 else "")
         vs = versus(ref)
-        vc = versus(res.get(f"r2-t1-code-{c['dataset']}")) if c["T"] > 1 else ""
+        text = all(c.get(k, v) == v for k, v in
+                   (("recurrence", "wh+ax"), ("firing", "nonzero"), ("output_input", "value")))
+        vc = versus(res.get(f"r2-t1-code-{c['dataset']}")) if c["T"] > 1 and not text else ""
         act = r.get("active_per_round", r["firing_per_round"])
         fr = " / ".join(f"{f:.2f}" for f in act)
         d13 = r.get("diff1T_active", r.get("diff1T"))
