@@ -201,6 +201,15 @@ def summary(out: Path) -> str:
     text = "\n".join(lines) + "\n\nReferences (T = 1, text semantics, `rules/halfspace-output-T1.json`):\n\n"
     text += "\n".join(f"- {r['config']['dataset']}: {r['test_accuracy']:.4f} ± {r['test_accuracy_ci95']:.4f} "
                       f"(B = {r['config']['seeds']})" for r in refs) + "\n"
+    conf = [r for r in rows if r["name"].startswith("confirm2-")]
+    if conf:
+        wins = 0
+        for r in conf:
+            ref = res.get(f"confirm-t1-halfspace-{r['config']['dataset']}")
+            if ref is not None:
+                d, h = diff_ci95(r["test_accuracy_per_network"], ref["test_accuracy_per_network"])
+                wins += d - h > 0
+        text += f"\nconfirm2 (10 retrainings): wins on {wins} of {len(conf)} datasets measured.\n"
     if diverged:
         text += "\nDiverged (weights overflowed):\n\n" + "\n".join(
             f"- {r['name']}: {r['diverged']}" for r in sorted(diverged, key=lambda r: r["name"])) + "\n"
