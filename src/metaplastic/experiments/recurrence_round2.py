@@ -188,7 +188,8 @@ def summary(out: Path) -> str:
         vs = versus(ref)
         text = all(c.get(k, v) == v for k, v in
                    (("recurrence", "wh+ax"), ("firing", "nonzero"), ("output_input", "value")))
-        vc = versus(res.get(f"r2-t1-code-{c['dataset']}")) if c["T"] > 1 and not text else ""
+        vc = (versus(res.get(f"r2-t1-code-{c['dataset']}"))
+              if c["T"] > 1 and not text and r["name"].startswith("r2-") else "")
         act = r.get("active_per_round", r["firing_per_round"])
         fr = " / ".join(f"{f:.2f}" for f in act)
         d13 = r.get("diff1T_active", r.get("diff1T"))
