@@ -68,3 +68,31 @@ def test_centering_balances_columns_on_the_graph():
     assert torch.allclose(col_sum[live], torch.zeros_like(col_sum[live]), atol=1e-5)
     assert torch.allclose(R.norm(dim=-2)[live], torch.ones_like(col_sum[live]), rtol=1e-5)
     assert bool((R > 0).any())                            # no longer all negative
+
+
+def test_decay_towards_the_start():
+    from metaplastic.homeostasis import decay_towards
+    W0 = torch.tensor([[1.0, -2.0], [0.0, 4.0]])
+    W = torch.tensor([[3.0, 2.0], [1.0, 4.0]])
+    assert torch.allclose(decay_towards(W, W0, 0.25), torch.tensor([[2.5, 1.0], [0.75, 4.0]]))
+    assert torch.equal(decay_towards(W, W0, 0.0), W) and torch.equal(decay_towards(W, W0, 1.0), W0)
+    with pytest.raises(MetaplasticError):
+        Homeostasis(None)                                 # neither a norm nor a decay
+    with pytest.raises(MetaplasticError):
+        Homeostasis(None, decay=1.5)
+
+
+def test_decay_alone_shrinks_an_additive_hebb_w():
+    x, y = halfspace(300, seed=2)
+    cfg = NetworkConfig(d=x.shape[1], n_classes=2, vertices=40, cap=20, rounds=3)
+    seeds = [0]
+    tables = Tables.from_rules(perceptron_rule(3), hebb_rule(3, eta=1e-2))
+    orders = data_orders(300, 1, seeds)
+    free = init_networks(cfg, seeds)
+    train_rules_homeostatic(free, x, y, tables, orders, Scheme("all"))
+    decayed = init_networks(cfg, seeds)
+    train_rules_homeostatic(decayed, x, y, tables, orders, Scheme("all"),
+                            homeostasis=Homeostasis(None, interval=50, decay=0.5))
+    assert float(free.W.abs().sum()) > 0
+    assert float(decayed.W.abs().sum()) < 0.8 * float(free.W.abs().sum())
+    assert bool(((decayed.W != 0) <= (decayed.G != 0)).all())

@@ -23,6 +23,14 @@ inhibitory plasticity that restores it: Vogels et al. 2011, Science 334:1569).
 Without it a rule whose updates are all negative (anti-Hebb, the learned
 relu1 rule) keeps a normalized but all-negative W, and the ReLU silences the
 next round whatever its norm.
+
+``decay`` (round 2 of the search, multiplicative rules with decay): before any
+rescaling, every ``interval`` examples W moves a fraction ``decay`` of the way
+back to where it started, ``W <- W0 + (1 - decay) (W - W0)`` (``W0`` = 0 for
+additive rules, the graph mask of ones for multiplicative ones: weight decay
+towards the start, so a rule's changes are forgotten at rate ``decay`` per
+interval and W stays near a fixed point of rule and decay).  ``norm=None`` then
+means decay alone, no rescaling.
 """
 
 from __future__ import annotations
@@ -40,11 +48,16 @@ from .network import Networks
 class Homeostasis:
     """Synaptic scaling of W: column L2 norm ``norm`` every ``interval`` examples."""
 
-    norm: float
+    norm: float | None
     interval: int = 100
     center: bool = False
+    decay: float = 0.0
 
     def __post_init__(self):
+        if not (isinstance(self.decay, (int, float)) and 0.0 <= self.decay <= 1.0):
+            raise MetaplasticError(f"homeostasis decay must be in [0, 1], got {self.decay!r}")
+        if self.norm is None and self.decay > 0:
+            return
         if not (isinstance(self.norm, (int, float)) and self.norm > 0 and self.norm < float("inf")):
             raise MetaplasticError(f"homeostasis norm must be a positive finite number, got {self.norm!r}")
         if not isinstance(self.interval, int) or isinstance(self.interval, bool) or self.interval < 1:
@@ -72,13 +85,19 @@ def rescale_columns(W: torch.Tensor, norm: float, eps: float = 1e-12,
     return torch.where(n > eps, W * (norm / n.clamp_min(eps)), torch.zeros_like(W))
 
 
+def decay_towards(W: torch.Tensor, W0: torch.Tensor, decay: float) -> torch.Tensor:
+    """``W0 + (1 - decay) (W - W0)``: W moved the fraction ``decay`` back to ``W0``."""
+    return W0 + (1.0 - decay) * (W - W0)
+
+
 @torch.no_grad()
 def train_rules_homeostatic(nets: Networks, x: torch.Tensor, y: torch.Tensor, tables: Tables,
                             orders: torch.Tensor, scheme: Scheme = Scheme(),
                             homeostasis: Homeostasis | None = None, **kw):
     """:func:`~metaplastic.learner.train_rules` with W rescaled every ``interval`` examples.
 
-    Also rescales once before training (a random or zero start).  Returns the
+    Also rescales once before training (a random or zero start); with ``decay``
+    the start W is the point W decays towards.  Returns the
     online mistakes per network ``[B]`` (records are not supported here).
     Each slice is trained on the slice's own examples (gathered per network),
     so the features of the whole training set are not recomputed per slice.
@@ -88,7 +107,16 @@ def train_rules_homeostatic(nets: Networks, x: torch.Tensor, y: torch.Tensor, ta
     B, N = orders.shape
     m = homeostasis.interval
     G = nets.G if homeostasis.center else None
-    nets.W.copy_(rescale_columns(nets.W, homeostasis.norm, G=G))
+
+    def regulate():
+        if W0 is not None:
+            nets.W.copy_(decay_towards(nets.W, W0, homeostasis.decay))
+        if homeostasis.norm is not None:
+            nets.W.copy_(rescale_columns(nets.W, homeostasis.norm, G=G))
+
+    if homeostasis.norm is not None:
+        nets.W.copy_(rescale_columns(nets.W, homeostasis.norm, G=G))
+    W0 = nets.W.clone() if homeostasis.decay > 0 else None
     mistakes = torch.zeros(B, dtype=torch.long)
     for a in range(0, N, m):
         sl = orders[:, a:a + m]                     # [B, m'] example indices
@@ -97,5 +125,5 @@ def train_rules_homeostatic(nets: Networks, x: torch.Tensor, y: torch.Tensor, ta
         local = torch.arange(B)[:, None] * mm + torch.arange(mm)[None, :]
         mk, _ = train_rules(nets, xs, ys, tables, local, scheme, **kw)
         mistakes += mk.cpu()
-        nets.W.copy_(rescale_columns(nets.W, homeostasis.norm, G=G))
+        regulate()
     return mistakes

@@ -36,10 +36,12 @@ from pathlib import Path
 import torch
 
 from ..data import load_dataset
+from ..errors import TrainingDiverged
 from ..homeostasis import Homeostasis, rescale_columns, train_rules_homeostatic
 from ..io import classic_rule, load_rule, write_json
 from ..learner import Scheme, Tables, data_orders
-from ..network import NetworkConfig, accuracy, init_networks, project, run_rounds
+from ..network import (NetworkConfig, accuracy, fired_mask, init_networks, predict, project,
+                       run_rounds)
 
 HALFSPACE_T1 = Path(__file__).resolve().parents[3] / "rules" / "halfspace-output-T1.json"
 DATASETS6 = ("halfspace", "relu1", "relu2", "rnn", "mnist", "fashion-mnist")
@@ -59,9 +61,14 @@ def output_table(name: str, T: int) -> torch.Tensor:
     ``perceptron``: Table 1's perceptron (last round's bit)."""
     if name == "perceptron":
         return classic_rule("perceptron", T).table().detach()
-    if name == "halfspace":
-        t1 = load_rule(HALFSPACE_T1, kind="output").table().detach()   # [2, 2]
-        return t1[torch.arange(2**T) & 1]
+    path = HALFSPACE_T1 if name == "halfspace" else Path(name)
+    if name == "halfspace" or path.suffix == ".json":
+        t = load_rule(path, kind="output").table().detach()   # [2^T', 2]
+        if t.shape[0] == 2**T:
+            return t
+        if t.shape[0] == 2:                                     # a T = 1 table: the last round's bit
+            return t[torch.arange(2**T) & 1]
+        raise ValueError(f"{name}: a {t.shape[0]}-row output table at T = {T}")
     raise ValueError(name)
 
 
@@ -83,9 +90,12 @@ def graph_table(spec, T: int) -> torch.Tensor | None:
 
 
 def drive_stats(nets, x: torch.Tensor) -> tuple[float, float]:
-    """(sigma_P, ||h1||): spread of the input drive over units and the norm of round 1's state."""
+    """(sigma_P, ||h1||): spread of the input drive over units and the norm of round 1's state
+    (under ``recurrence="w(h+ax)"``: of ``h1 + x @ A``, what W multiplies in round 2)."""
     P = project(x[:1000].to(nets.A.dtype), nets.A)
     h1 = run_rounds(P, None, nets.config.k, 1, words=False)[0]
+    if nets.config.recurrence == "w(h+ax)":
+        h1 = h1 + P
     return float(P.std(-1).mean()), float(h1.norm(dim=-1).mean())
 
 
@@ -107,20 +117,26 @@ def random_w(G: torch.Tensor, kind: str, seeds, norm: float) -> torch.Tensor:
 def round_stats(nets, x: torch.Tensor, n: int = 2000) -> dict:
     c = nets.config
     states: list = []
-    run_rounds(project(x[:n].to(nets.A.dtype), nets.A), nets.W, c.k, c.rounds, states=states, words=False)
-    fired = [(h != 0) for h in states]                       # T x [B, n, V]
-    firing = [float(f.double().mean()) for f in fired]
-    out = {"firing_per_round": firing}
+    P = project(x[:n].to(nets.A.dtype), nets.A)
+    run_rounds(P, nets.W, c.k, c.rounds, states=states, words=False, recurrence=c.recurrence)
+    active = [(h != 0) for h in states]                      # T x [B, n, V]
+    fired = [fired_mask(h, c.k, c.firing) for h in states]   # the config's notion of firing
+    out = {"firing_per_round": [float(f.double().mean()) for f in fired]}
+    if c.firing != "nonzero":
+        out["active_per_round"] = [float(f.double().mean()) for f in active]
     if c.rounds > 1:
-        F1, FT = fired[0], fired[-1]
-        new = (FT & ~F1).sum(-1).double() / FT.sum(-1).clamp_min(1).double()
-        out["diff1T"] = float(new.mean())
+        def new_share(F1, FT):
+            return float(((FT & ~F1).sum(-1).double() / FT.sum(-1).clamp_min(1).double()).mean())
+        out["diff1T"] = new_share(fired[0], fired[-1])
+        if c.firing != "nonzero":
+            out["diff1T_active"] = new_share(active[0], active[-1])
         out["firing_per_round_per_network"] = [[float(f[b].double().mean()) for f in fired]
                                                for b in range(nets.batch)]
-    P = project(x[:1000].to(nets.A.dtype), nets.A)
     if nets.W is not None:
-        rec = torch.bmm(states[0][:, :1000], nets.W)
-        out["drive_ratio"] = float(rec.std(-1).mean() / P.std(-1).mean())
+        m = min(n, 1000)
+        into = states[0][:, :m] + (P[:, :m] if c.recurrence == "w(h+ax)" else 0)
+        rec = torch.bmm(into, nets.W)
+        out["drive_ratio"] = float(rec.std(-1).mean() / P[:, :m].std(-1).mean())
     return out
 
 
@@ -131,8 +147,10 @@ def run_config(cfg: dict) -> dict:
     data = dataset(cfg["dataset"], cfg.get("n_train", 10000), cfg.get("n_test", 10000),
                    cfg.get("data_seed", 0))
     seeds = list(range(cfg.get("seed0", 0), cfg.get("seed0", 0) + cfg["seeds"]))
-    nc = NetworkConfig(d=data.dim, n_classes=data.n_classes, vertices=V, cap=k, rounds=T)
-    nets = init_networks(nc, seeds)
+    nc = NetworkConfig(d=data.dim, n_classes=data.n_classes, vertices=V, cap=k, rounds=T,
+                       recurrence=cfg.get("recurrence", "wh+ax"), firing=cfg.get("firing", "nonzero"))
+    gmode = cfg.get("graph_mode", "additive")
+    nets = init_networks(nc, seeds, mode=gmode)
     sigma, hnorm = drive_stats(nets, data.x_train)
     info = {"sigma_P": sigma, "h1_norm": hnorm}
     if T > 1 and cfg.get("w_init", "zero") != "zero":
@@ -140,14 +158,18 @@ def run_config(cfg: dict) -> dict:
         nets.W = random_w(nets.G, cfg["w_init"], seeds, norm)
         info["w_column_norm"] = norm
     homeo = None
-    if T > 1 and cfg.get("homeo_scale"):
-        norm = column_norm(cfg["homeo_scale"], sigma, hnorm, V)
-        homeo = Homeostasis(norm, cfg.get("homeo_interval", 100), cfg.get("homeo_center", False))
+    if T > 1 and (cfg.get("homeo_scale") or cfg.get("decay")):
+        norm = column_norm(cfg["homeo_scale"], sigma, hnorm, V) if cfg.get("homeo_scale") else None
+        homeo = Homeostasis(norm, cfg.get("homeo_interval", 100), cfg.get("homeo_center", False),
+                            cfg.get("decay", 0.0))
         info["homeo_column_norm"] = norm
+    graph = graph_table(cfg.get("graph"), T) if T > 1 else None
+    if graph is not None and gmode == "multiplicative":
+        graph = graph.exp()      # tables in the linear domain: factors m = exp(log-factor table)
     tables = Tables(output_table(cfg["output"], T), output_eta=cfg.get("output_eta", 1e-2),
-                    graph=graph_table(cfg.get("graph"), T) if T > 1 else None,
-                    graph_eta=cfg.get("graph_eta", 1e-2))
-    scheme = Scheme(cfg.get("update_on", "misclassified"), cfg.get("output_rows", "true-and-predicted"))
+                    graph=graph, graph_mode=gmode, graph_eta=cfg.get("graph_eta", 1e-2))
+    scheme = Scheme(cfg.get("update_on", "misclassified"), cfg.get("output_rows", "true-and-predicted"),
+                    cfg.get("output_input", "value"))
     orders = data_orders(data.x_train.shape[0], cfg.get("epochs", 1), seeds)
     t0 = time.perf_counter()
     mistakes = train_rules_homeostatic(nets, data.x_train, data.y_train, tables, orders, scheme,
@@ -162,7 +184,8 @@ def run_config(cfg: dict) -> dict:
         train_rules_homeostatic(nets, data.x_train, data.y_train, fixed, orders, scheme)
     secs = time.perf_counter() - t0
     te = accuracy(nets, data.x_test, data.y_test)
-    pred_share = None
+    pred = predict(nets, data.x_test)                         # [B, n]
+    pred_share = [float(torch.bincount(p, minlength=data.n_classes).max()) / p.numel() for p in pred]
     res = {"config": cfg, "test_accuracy_per_network": te.tolist(),
            "test_accuracy": float(te.mean()), "test_accuracy_ci95": ci95(te.tolist()),
            "online_mistakes": mistakes.tolist(), "seconds": secs, **info,
@@ -324,84 +347,12 @@ def confirm_table(out: Path) -> str:
 PHASES = {"controls": phase_controls, "homeo": phase_homeo, "homeo2": phase_homeo2, "drift": phase_drift, "confirm": phase_confirm}
 
 
-# ---------------------------------------------------------------------------
-# Evolution strategies over graph tables bilinear in the firing bits, with
-# homeostasis and a penalty on inactive later rounds (issue 11: "ES takes anything").
-# ---------------------------------------------------------------------------
-
-def bilinear_table(theta: torch.Tensor, T: int) -> torch.Tensor:
-    """``r[a, b] = u_a^T Theta u_b`` with ``u_w = (1, bits of w)``: ``(T+1)^2`` parameters.
-
-    Spans Hebb (diagonal), timing-dependent terms (off-diagonal: pre fired in round t,
-    post in round t'), pre- or post-only terms (first row/column) and a constant."""
-    w = torch.arange(2**T)
-    bits = ((w[:, None] >> torch.arange(T - 1, -1, -1)) & 1).float()
-    u = torch.cat([torch.ones(2**T, 1), bits], 1)                 # [2^T, T+1]
-    return u @ theta.view(T + 1, T + 1) @ u.T
-
-
-def es_fitness(res: dict, floor_fire: float = 0.12, floor_new: float = 0.25) -> float:
-    fr = res["firing_per_round"]
-    pen = sum(max(0.0, floor_fire - f) for f in fr[1:]) + max(0.0, floor_new - res.get("diff1T", 0.0))
-    return res["test_accuracy"] - pen
-
-
-def es_search(name: str, out: Path, dataset_name: str, V: int = 100, T: int = 3, steps: int = 8,
-              pairs: int = 3, sigma: float = 0.3, lr: float = 0.1, n_train: int = 2000,
-              nets: int = 4, homeo_scale: float = 1.0, graph_eta: float = 1e-2, seed: int = 0) -> dict:
-    """Antithetic ES (Adam on the estimate) on a bilinear graph table; fitness = held-out
-    accuracy minus the inactivity penalty; data from teacher seed 1 (never the test tasks)."""
-    path = out / "configs" / f"{name}.json"
-    if path.exists():
-        return json.loads(path.read_text())
-    g = torch.Generator().manual_seed(seed)
-    P = (T + 1) ** 2
-    theta = 0.5 * torch.randn(P, generator=g, dtype=torch.float64)
-    m = torch.zeros(P, dtype=torch.float64)
-    v = torch.zeros(P, dtype=torch.float64)
-    curve = []
-
-    def evaluate(th, step):
-        cfg = _base(dataset_name, V=V, T=T, seeds=nets, output="halfspace",
-                    graph=bilinear_table(th.float(), T).tolist(), graph_eta=graph_eta,
-                    homeo_scale=homeo_scale, homeo_interval=100, homeo_center=True,
-                    n_train=n_train, n_test=2000,
-                    data_seed=1, seed0=1000 + 10 * step)
-        return run_config(cfg)
-
-    t1 = run_config(_base(dataset_name, V=V, T=1, seeds=nets, output="halfspace", n_train=n_train,
-                          n_test=2000, data_seed=1, seed0=1000 + 10 * 999))["test_accuracy"]
-    t0 = time.perf_counter()
-    for step in range(steps):
-        eps = torch.randn(pairs, P, generator=g, dtype=torch.float64)
-        diffs = []
-        for e in eps:
-            fp = es_fitness(evaluate(theta + sigma * e, step))
-            fm = es_fitness(evaluate(theta - sigma * e, step))
-            diffs.append(fp - fm)
-        grad = sum(d * e for d, e in zip(diffs, eps)) / (2 * sigma * pairs)
-        m = 0.9 * m + 0.1 * grad
-        v = 0.999 * v + 0.001 * grad**2
-        theta = theta + lr * (m / (1 - 0.9 ** (step + 1))) / ((v / (1 - 0.999 ** (step + 1))).sqrt() + 1e-8)
-        if step % 4 == 3 or step == steps - 1:
-            r = evaluate(theta, 999)
-            curve.append({"step": step + 1, "accuracy": r["test_accuracy"], "fitness": es_fitness(r),
-                          "firing_per_round": r["firing_per_round"], "diff1T": r.get("diff1T"),
-                          "seconds": time.perf_counter() - t0})
-            print(f"{name} step {step + 1}: acc {r['test_accuracy']:.4f} fire "
-                  f"{[round(f, 2) for f in r['firing_per_round']]} d13 {r.get('diff1T', 0):.2f}", flush=True)
-    res = {"name": name, "phase": "es", "dataset": dataset_name, "V": V, "T": T, "theta": theta.tolist(),
-           "t1_accuracy_same_networks": t1,
-           "table": bilinear_table(theta.float(), T).tolist(), "curve": curve,
-           "settings": {"steps": steps, "pairs": pairs, "sigma": sigma, "lr": lr, "n_train": n_train,
-                        "nets": nets, "homeo_scale": homeo_scale, "graph_eta": graph_eta, "seed": seed}}
-    (out / "configs").mkdir(parents=True, exist_ok=True)
-    write_json(path, res)
-    return res
-
-
 def run_phase(phase: str, out: Path, seeds: int, only: str | None = None) -> None:
-    cfgs = PHASES[phase](seeds)
+    run_configs(PHASES[phase](seeds), phase, out, only)
+
+
+def run_configs(cfgs, phase: str, out: Path, only: str | None = None) -> None:
+    """Run (name, config) pairs not yet in ``out/configs`` and write one JSON each."""
     (out / "configs").mkdir(parents=True, exist_ok=True)
     for name, cfg in cfgs:
         if only and only not in name:
@@ -410,10 +361,15 @@ def run_phase(phase: str, out: Path, seeds: int, only: str | None = None) -> Non
         if path.exists():
             continue
         t0 = time.perf_counter()
-        res = run_config(cfg)
+        try:
+            res = run_config(cfg)
+        except TrainingDiverged as e:      # a result too: the rule blows the weights up
+            write_json(path, {"name": name, "phase": phase, "config": cfg, "diverged": str(e)})
+            print(f"{name:55s} diverged: {e}", flush=True)
+            continue
         res["name"], res["phase"] = name, phase
         write_json(path, res)
-        fr = ",".join(f"{f:.2f}" for f in res["firing_per_round"])
+        fr = ",".join(f"{f:.2f}" for f in res.get("active_per_round", res["firing_per_round"]))
         print(f"{name:55s} acc {res['test_accuracy']:.4f}±{res['test_accuracy_ci95']:.4f} "
               f"fire [{fr}] d13 {res.get('diff1T', float('nan')):.2f} "
               f"ratio {res.get('drive_ratio', float('nan')):.2f} ({time.perf_counter() - t0:.0f}s)",
@@ -424,7 +380,7 @@ def summary(out: Path) -> str:
     rows = []
     for p in sorted((out / "configs").glob("*.json")):
         r = json.loads(p.read_text())
-        if r.get("phase") != "es":
+        if r.get("phase") != "es" and "diverged" not in r:
             rows.append(r)
     lines = ["| configuration | dataset | B | test acc (95% CI) | firing per round | new in round T vs 1 | drive ratio |",
              "| --- | --- | --- | --- | --- | --- | --- |"]
@@ -461,6 +417,7 @@ def main(argv=None) -> int:
     torch.set_num_threads(1)
     out = Path(a.out)
     if a.phase == "es":
+        from .recurrence_es import es_search
         for ds in a.es_datasets.split(","):
             es_search(f"es-bilinear-centered-{ds}-V100" + ("" if a.es_steps == 8 else f"-steps{a.es_steps}"),
                       out, ds, steps=a.es_steps)
