@@ -154,7 +154,7 @@ def eval_cell(sp: dict) -> dict:
     name, s, model, source, x, y, proto = (sp[k] for k in ("name", "s", "model", "source", "x", "y", "proto"))
     log = (lambda m: print(m, file=sys.stderr, flush=True))  # noqa: E731
     log(f"[robustness] {name} seed {s}: attacking {x.shape[0]} images")
-    seed = 1000 * s + rb.MODELS.index(name) if name in rb.MODELS else s
+    seed = 1000 * s + rb.SELECTABLE.index(name) if name in rb.SELECTABLE else s
     res = rb.evaluate(model, x, y, proto, source=source, seed=seed, log=log, fig_images=sp["fig_images"])
     sc = rb.scale_check(model, x, y, proto, res, source=source, seed=seed)
     res["scale"] = sc
