@@ -15,6 +15,16 @@ budgets) is ``python -m metaplastic.reproduce.robustness --seeds 0 1 2 ...``
 (``--help`` lists the flags).  Trained models and finished evaluations are
 saved in the run folder and reused when the run is repeated.
 
+Active rounds (issue 11): ``plastic-T3``'s learned graph rule silences round 2,
+so it computes T=1's representation (the report's rounds table says so).  The
+opt-in model ``plastic-T3-randomW`` is the T=3 plasticity network whose rounds
+run: a fixed random recurrent W (not learned, no graph plasticity) at drive
+ratio 1 (:mod:`metaplastic.fixed_recurrence`), U trained by the same perceptron
+output rule.  It is not in the default set (the default run does not get
+slower); attack it beside ``plastic-T3`` with
+``python -m metaplastic.reproduce.robustness --models plastic-T3
+plastic-T3-randomW gd-T3 --out DIR`` (``gd-T3``: the transfer attack's source).
+
 Modules, one job each: :mod:`.config` (defaults), this one (running the
 protocol: data, models, evaluations through the executor), :mod:`.summary`,
 :mod:`.figures`, :mod:`.report` and :mod:`.cli` (``python -m``).
