@@ -43,6 +43,11 @@ def test_fixed_w_has_the_requested_drive_ratio_and_column_norms():
         assert 0.4 < float((on > 0).double().mean()) < 0.6
     # W is proportional to the ratio: the measured ratio doubles exactly (to rounding)
     assert_close(ratios[2.0], 2 * ratios[1.0])
+    # under the paper's code's recurrence W multiplies h1 + x A: the scale follows it
+    code = init_networks(NetworkConfig(d=30, n_classes=3, vertices=200, cap=100, rounds=3, recurrence="w(h+ax)"),
+                         [0, 1], dtype=torch.float64)
+    r = torch.tensor(fr.set_fixed_random_w(code, x, [0, 1])["drive_ratio"])
+    assert ((r - 1).abs() < 0.15).all(), r
 
 
 def test_fixed_w_depends_on_the_seed_only_and_bad_input_is_refused():

@@ -44,15 +44,19 @@ DRIVE_IMAGES = 1000
 
 
 def _drives(nets: Networks, x: torch.Tensor):
+    """(input drive P, what W multiplies in round 2): round 1's state, or under the paper's code's
+    ``recurrence="w(h+ax)"`` round 1's state plus P."""
     P = project(x[:DRIVE_IMAGES].to(nets.A.dtype), nets.A)
     h1 = run_rounds(P, None, nets.config.k, 1, words=False)[0]
+    if nets.config.recurrence == "w(h+ax)":
+        h1 = h1 + P
     return P, h1
 
 
 @torch.no_grad()
 def drive_stats(nets: Networks, x: torch.Tensor, per_network: bool = False):
-    """(sigma_P, ||h1||): spread of the input drive over units and the norm of round 1's state,
-    averaged over the first :data:`DRIVE_IMAGES` of ``x`` (and over the networks, unless
+    """(sigma_P, ||h1||): spread of the input drive over units and the norm of round 1's state
+    (under ``recurrence="w(h+ax)"``: of ``h1 + x @ A``, what W multiplies in round 2), averaged over the first :data:`DRIVE_IMAGES` of ``x`` (and over the networks, unless
     ``per_network``: then two tensors ``[B]``)."""
     P, h1 = _drives(nets, x)
     if per_network:
