@@ -10,6 +10,11 @@ set per seed, the seed drawing the masks, weights and data order):
                      ``rules/mnist-mlp-graph-T3-V200.json`` (when absent: the
                      shipped ``relu1-mlp-T3`` graph rule, as the Table 2 section
                      does, else no graph rule; the run records which)
+``plastic-T3-randomW``  opt-in (not in the default set; ``--models``): T=3 with a FIXED random
+                     recurrent W (not learned, no graph plasticity) at drive ratio
+                     1 (:mod:`metaplastic.fixed_recurrence`; issue 11, not the
+                     paper), same perceptron output rule: a plastic network whose
+                     rounds 2 and 3 actually run, unlike ``plastic-T3``'s
 ``gd-T1``, ``gd-T3``  Adam (lr 1e-2, batch 10) on cross-entropy, all weights (A, W,
                      U) through the cap (``train_gd(which="all")``)
 ``*-nocap``          the cap-free twin of each (``NetworkConfig(capped=False)``),
@@ -68,8 +73,15 @@ ORDER = ("paper", "apgd-dlr", "apgd-ce", "noise", "blend", "square", "bpda-st", 
          "transfer", "nes")
 BASE_MODELS = ("plastic-T3", "plastic-T1star", "plastic-T1", "gd-T3", "gd-T1")
 MODELS = BASE_MODELS + tuple(m + "-nocap" for m in BASE_MODELS)
+#: Selectable with ``--models`` but not run by default (issue 11: a T=3 plastic network whose
+#: rounds are active; its W is a fixed random matrix, see :mod:`metaplastic.fixed_recurrence`).
+OPTIONAL_MODELS = ("plastic-T3-randomW",)
+SELECTABLE = MODELS + OPTIONAL_MODELS
+#: Drive ratio (recurrent over input drive) and kind of ``plastic-T3-randomW``'s fixed W.
+RANDOM_W = {"kind": "normal", "drive_ratio": 1.0}
 LABELS = {"plastic-T3": "T=3 plasticity", "plastic-T1star": "T=1* plasticity", "plastic-T1": "T=1 plasticity",
-          "gd-T3": "T=3 GD", "gd-T1": "T=1 GD"}
+          "gd-T3": "T=3 GD", "gd-T1": "T=1 GD",
+          "plastic-T3-randomW": "T=3 plasticity, fixed random W (not learned)"}
 
 
 def label(name: str) -> str:
@@ -178,18 +190,25 @@ def graph_rule_table(choice: str = "auto"):
 
 
 def model_spec(name: str, setup: ModelSetup, graph_desc: str) -> dict:
-    if name not in MODELS:
-        raise MetaplasticError(f"unknown model {name!r}; choose from {', '.join(MODELS)}")
+    if name not in SELECTABLE:
+        raise MetaplasticError(f"unknown model {name!r}; choose from {', '.join(SELECTABLE)}")
     base = name.removesuffix("-nocap")
-    return {"name": name, "train": "gd" if base.startswith("gd-") else "rules",
-            "rounds": 3 if base.endswith("T3") else 1,
+    random_w = base == "plastic-T3-randomW"
+    spec = {"name": name, "train": "gd" if base.startswith("gd-") else "rules",
+            "rounds": 3 if "T3" in base else 1,
             "input_weights": "ones" if base == "plastic-T1star" else "normal",
             "capped": not name.endswith("-nocap"),
-            "graph_rule": graph_desc if base == "plastic-T3" else None,
+            "graph_rule": (graph_desc if base == "plastic-T3" else
+                           "none: fixed random W, not learned" if random_w else None),
             "vertices": setup.vertices, "cap": setup.cap, "p": setup.p, "epochs": setup.epochs,
             "n_train": setup.n_train, "dataset": setup.dataset, "data_seed": setup.data_seed,
             "gd_lr": setup.gd_lr if base.startswith("gd-") else None,
             "gd_batch": setup.gd_batch if base.startswith("gd-") else None}
+    if random_w:  # recorded only here, so the other models' saved specs stay valid
+        from .fixed_recurrence import DRIVE_IMAGES, W_SEED_OFFSET
+        spec["recurrent_w"] = {**RANDOM_W, "scaled_on": f"first {DRIVE_IMAGES} training images",
+                               "generator_seed": f"seed + {W_SEED_OFFSET}"}
+    return spec
 
 
 def model_dir(models_dir: Path, name: str, seed: int) -> Path:
@@ -231,12 +250,17 @@ def train_models(setup: ModelSetup, seeds, models_dir: Path, data, *, log=print)
                             rounds=spec["rounds"], p=setup.p, input_weights=spec["input_weights"],
                             capped=spec["capped"])
         nets = init_networks(cfg, missing)
+        w_info = None
+        if "recurrent_w" in spec:  # fixed, never updated: trained below with no graph rule
+            from .fixed_recurrence import set_fixed_random_w
+            w_info = set_fixed_random_w(nets, data.x_train, missing, ratio=spec["recurrent_w"]["drive_ratio"],
+                                        kind=spec["recurrent_w"]["kind"])
         n = data.x_train.shape[0]
         orders = data_orders(n, setup.epochs, missing)
         t0 = time.perf_counter()
         if spec["train"] == "rules":
             tables = Tables(output=perceptron_table(spec["rounds"]),
-                            graph=graph if spec["rounds"] > 1 else None, graph_eta=graph_eta)
+                            graph=graph if spec["rounds"] > 1 and w_info is None else None, graph_eta=graph_eta)
             train_rules(nets, data.x_train, data.y_train, tables, orders)
         else:
             train_gd(nets, data.x_train, data.y_train, orders, which="all", lr=setup.gd_lr,
@@ -251,6 +275,8 @@ def train_models(setup: ModelSetup, seeds, models_dir: Path, data, *, log=print)
             info = {"spec": spec, "seed": s, "train_seconds": secs / len(missing),
                     "test_accuracy": test_acc[b], "train_accuracy": train_acc[b],
                     "n_test": int(data.x_test.shape[0])}
+            if w_info is not None:
+                info["recurrent_w"] = {k: v[b] for k, v in w_info.items()}
             write_json(d / "model.json", info)
             # what `metaplastic attack --model DIR` reads to find the test images
             write_json(d / "config.json", {"dataset": setup.dataset, "n_train": setup.n_train,
@@ -280,8 +306,9 @@ def scaled(model, c: float):
 
 
 def round_activity(model, x, n: int = 500) -> dict | None:
-    """Fraction of units firing in each round, and of images whose final hidden state equals
-    round 1's (a T>1 network whose rounds collapse computes what T=1 does).  None at T=1."""
+    """Fraction of units firing in each round, of images whose final hidden state equals
+    round 1's (a T>1 network whose rounds collapse computes what T=1 does), and the share of
+    the last round's fired units that did not fire in round 1 (mean over images).  None at T=1."""
     cfg = getattr(model, "config", None)
     if cfg is None or getattr(cfg, "rounds", 1) < 2 or not hasattr(model, "W"):
         return None
@@ -290,8 +317,11 @@ def round_activity(model, x, n: int = 500) -> dict | None:
     with torch.no_grad():
         P = (x[:n].to(model.A.dtype) @ model.A)[None]
         run_rounds(P, model.W[None], cfg.k, cfg.rounds, states=states, **cfg.semantics)
+    f1, fT = fired(states[0], cfg), fired(states[-1], cfg)
+    new = (fT & ~f1).sum(-1).double() / fT.sum(-1).clamp_min(1).double()
     return {"firing": [float(fired(h, cfg).float().mean()) for h in states],
             "last_equals_first": float((states[-1] == states[0]).all(-1).float().mean()),
+            "last_new_vs_first": float(new.mean()),
             "n": int(min(n, x.shape[0]))}
 
 

@@ -14,7 +14,8 @@ rule, an optional graph rule (additive, A.1 step 3) and optional homeostasis
 (sigma_P: the standard deviation over units of the input drive x @ A, ||h1||: the
 norm of round 1's state, both averaged over 1,000 training examples), for which a
 random-sign W gives a recurrent drive ``h1 @ W`` of about ``s`` times the input
-drive's spread.  The measured ratio is recorded as ``drive_ratio``.
+drive's spread (:mod:`metaplastic.fixed_recurrence`, where the robustness section
+also gets it from).  The measured ratio is recorded as ``drive_ratio``.
 
 Each result records the test accuracy of every network (data seed 0, network
 seeds 0..B-1, as ``metaplastic train --ensemble B``), the fraction of units firing
@@ -37,7 +38,8 @@ import torch
 
 from ..data import load_dataset
 from ..errors import TrainingDiverged
-from ..homeostasis import Homeostasis, rescale_columns, train_rules_homeostatic
+from ..fixed_recurrence import column_norm, drive_stats, random_w
+from ..homeostasis import Homeostasis, train_rules_homeostatic
 from ..io import classic_rule, load_rule, write_json
 from ..learner import Scheme, Tables, data_orders
 from ..network import (NetworkConfig, accuracy, fired_mask, init_networks, predict, project,
@@ -87,30 +89,6 @@ def graph_table(spec, T: int) -> torch.Tensor | None:
     if isinstance(spec, str):
         return load_rule(spec, kind="graph").table().detach()
     return torch.tensor(spec, dtype=torch.float32)
-
-
-def drive_stats(nets, x: torch.Tensor) -> tuple[float, float]:
-    """(sigma_P, ||h1||): spread of the input drive over units and the norm of round 1's state
-    (under ``recurrence="w(h+ax)"``: of ``h1 + x @ A``, what W multiplies in round 2)."""
-    P = project(x[:1000].to(nets.A.dtype), nets.A)
-    h1 = run_rounds(P, None, nets.config.k, 1, words=False)[0]
-    if nets.config.recurrence == "w(h+ax)":
-        h1 = h1 + P
-    return float(P.std(-1).mean()), float(h1.norm(dim=-1).mean())
-
-
-def column_norm(s: float, sigma: float, hnorm: float, V: int) -> float:
-    return s * sigma * math.sqrt(V) / hnorm
-
-
-def random_w(G: torch.Tensor, kind: str, seeds, norm: float) -> torch.Tensor:
-    ws = []
-    for b, sd in enumerate(seeds):
-        g = torch.Generator().manual_seed(int(sd) + 0x77_0000)
-        z = torch.randn(G.shape[1:], generator=g)
-        z = {"normal": z, "absnormal": z.abs(), "positive": torch.ones_like(z)}[kind]
-        ws.append(z.to(G.dtype) * G[b])
-    return rescale_columns(torch.stack(ws), norm)
 
 
 @torch.no_grad()

@@ -15,6 +15,16 @@ budgets) is ``python -m metaplastic.reproduce.robustness --seeds 0 1 2 ...``
 (``--help`` lists the flags).  Trained models and finished evaluations are
 saved in the run folder and reused when the run is repeated.
 
+Active rounds (issue 11): ``plastic-T3``'s learned graph rule silences round 2,
+so it computes T=1's representation (the report's rounds table says so).  The
+opt-in model ``plastic-T3-randomW`` is the T=3 plasticity network whose rounds
+run: a fixed random recurrent W (not learned, no graph plasticity) at drive
+ratio 1 (:mod:`metaplastic.fixed_recurrence`), U trained by the same perceptron
+output rule.  It is not in the default set (the default run does not get
+slower); attack it beside ``plastic-T3`` with
+``python -m metaplastic.reproduce.robustness --models plastic-T3
+plastic-T3-randomW gd-T3 --out DIR`` (``gd-T3``: the transfer attack's source).
+
 Modules, one job each: :mod:`.config` (defaults), this one (running the
 protocol: data, models, evaluations through the executor), :mod:`.summary`,
 :mod:`.figures`, :mod:`.report` and :mod:`.cli` (``python -m``).
@@ -154,7 +164,7 @@ def eval_cell(sp: dict) -> dict:
     name, s, model, source, x, y, proto = (sp[k] for k in ("name", "s", "model", "source", "x", "y", "proto"))
     log = (lambda m: print(m, file=sys.stderr, flush=True))  # noqa: E731
     log(f"[robustness] {name} seed {s}: attacking {x.shape[0]} images")
-    seed = 1000 * s + rb.MODELS.index(name) if name in rb.MODELS else s
+    seed = 1000 * s + rb.SELECTABLE.index(name) if name in rb.SELECTABLE else s
     res = rb.evaluate(model, x, y, proto, source=source, seed=seed, log=log, fig_images=sp["fig_images"])
     sc = rb.scale_check(model, x, y, proto, res, source=source, seed=seed)
     res["scale"] = sc

@@ -17,7 +17,9 @@ def main(argv=None) -> int:
     ap.add_argument("--out", required=True)
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--seeds", type=int, nargs="+")
-    ap.add_argument("--models", nargs="+", choices=list(rb.MODELS))
+    ap.add_argument("--models", nargs="+", choices=list(rb.SELECTABLE),
+                    help="default: all but the opt-in " + ", ".join(rb.OPTIONAL_MODELS)
+                         + " (a T=3 plastic network with a fixed random W, not learned)")
     ap.add_argument("--models-dir", default=None, help="reuse (and save) trained models here")
     ap.add_argument("--threads", type=int)
     for k, v in DEFAULTS.items():

@@ -28,7 +28,7 @@ def _xpos(eps):
 def _ordered(results: dict) -> dict:
     """The models in run order (results.json stores keys sorted)."""
     m = results["models"]
-    order = results.get("order") or [n for n in rb.MODELS if n in m] + [n for n in m if n not in rb.MODELS]
+    order = results.get("order") or [n for n in rb.SELECTABLE if n in m] + [n for n in m if n not in rb.SELECTABLE]
     return {n: m[n] for n in order if n in m}
 
 

@@ -27,7 +27,8 @@ def conclusion(results: dict) -> str:
     j2, j4 = eps.index(2.0), eps.index(4.0)
     pt3 = models.get("plastic-T3")
     if pt3 is None:
-        return "The T=3 plasticity model was not run, so the claim was not tested."
+        return "\n".join(["The T=3 plasticity model was not run, so the claim was not tested."]
+                         + active_rounds_lines(models, j2, j4))
     lines = []
     rep = []
     for name in ("plastic-T3", "plastic-T1star", "plastic-T1"):
@@ -52,6 +53,7 @@ def conclusion(results: dict) -> str:
                      "tested by it"
                      + (f" (the GD-trained T=3 network does use its rounds, final = round 1 on "
                         f"{_pct(g3['last_equals_first'])} of images, and is not robust either)." if g3 else "."))
+    lines += active_rounds_lines(models, j2, j4)
     gds = [models[n] for n in ("gd-T3", "gd-T1") if n in models]
     better = False
     if gds:
@@ -173,6 +175,56 @@ def conclusion(results: dict) -> str:
     return "\n".join(lines)
 
 
+def active_rounds_lines(models: dict, j2: int, j4: int) -> list:
+    """The opt-in T=3 network with a fixed random W (rounds that run) against ``plastic-T3``."""
+    m = models.get("plastic-T3-randomW")
+    if not m:
+        return []
+    ra = m.get("rounds") or {}
+    rw = [r for r in m.get("recurrent_w") or [] if r]
+    ratio = (" (measured on the training images: " + ", ".join(f"{r['drive_ratio']:.2f}" for r in rw) + ")"
+             if rw else "")
+    w = m["worst"]
+    if ra:
+        active = min(ra["firing"][1:]) >= 0.1 and ra["last_equals_first"] < 0.5
+        state = (f"fires {' / '.join(_pct(f) for f in ra['firing'])} of its units per round; its final state "
+                 f"equals round 1's on {_pct(ra['last_equals_first'])} of the test images and "
+                 f"{_pct(ra.get('last_new_vs_first'))} of round 3's fired units did not fire in round 1, so "
+                 + ("its rounds 2 and 3 are active" if active else "its rounds are NOT active either"))
+    else:
+        state = "round activity was not measured"
+    text = (f"* **Recurrence that runs** -- {m['label']}: W is drawn once at random (random signs on the graph, "
+            f"columns scaled to a recurrent-over-input drive ratio of 1{ratio}) and never updated, no graph "
+            f"plasticity; only U is trained, by the same perceptron output rule as T=3 plasticity. It {state}. "
+            f"Against every attack it keeps {_pct(w['rate'][j2])} {_ci(w['ci'][j2])} at eps=2 and "
+            f"{_pct(w['rate'][j4])} {_ci(w['ci'][j4])} at eps=4, at {_pct(w['clean'])} clean accuracy")
+    pt3 = models.get("plastic-T3")
+    if pt3:
+        p = pt3["worst"]
+        if w["ci"][j2][0] > p["ci"][j2][1]:
+            cmp = "significantly MORE robust than"
+        elif w["ci"][j2][1] < p["ci"][j2][0]:
+            cmp = "significantly LESS robust than"
+        else:
+            cmp = "not significantly different (overlapping 95% intervals) from"
+        text += (f"; at eps=2 it is {cmp} the T=3 plasticity network with the learned graph rule "
+                 f"({_pct(w['rate'][j2])} vs {_pct(p['rate'][j2])})")
+    return [text + "."]
+
+
+def rounds_table(models: dict) -> str:
+    """Per T>1 model: firing per round, final state = round 1's, new units in the last round."""
+    rows = [[m["label"], " / ".join(_pct(f) for f in m["rounds"]["firing"]),
+             _pct(m["rounds"]["last_equals_first"]), _pct(m["rounds"].get("last_new_vs_first"))]
+            for m in models.values() if m.get("rounds")]
+    if not rows:
+        return ""
+    return ("### Rounds of the recurrent models\n\nOn the first evaluation images: fraction of units firing in "
+            "each round, share of images whose final state equals round 1's (then the network computes what T=1 "
+            "does), and share of the last round's fired units that did not fire in round 1.\n\n"
+            + md_table(["model", "firing per round", "final = round 1", "last round's units new"], rows))
+
+
 def report(results: dict) -> str:
     cfg = results["config"]
     eps = results["eps"]
@@ -208,6 +260,8 @@ def report(results: dict) -> str:
                  + md_table(["model", "clean", "paper attack eps=2", "paper attack eps=4", "worst case eps=2",
                              "worst case eps=4", "paper reported (eps=2 / 4)",
                              "masking gate (images: gradient-free / adaptive beat own gradients)"], rows))
+    if rounds_table(models):
+        parts.append(rounds_table(models))
     # per attack, stand-alone subset
     attacks = list(dict.fromkeys(a for m in models.values() for a in m["standalone"]))
     if attacks and j2 is not None:
