@@ -174,3 +174,14 @@ def test_reproduce_writes_one_column_per_semantics(tmp_path, capsys, name):
     capsys.readouterr()
     assert main(["reproduce", name, "--plot-only", "--out", str(out)]) == 0
     assert (out / "REPORT.md").read_text() == report
+
+
+def test_table2_code_alone_names_no_missing_graph_rule(tmp_path, capsys):
+    """A table2 run under --paper-code alone has no text T=3 row, so its report must not
+    name a text graph rule (it said "the graph rule from None")."""
+    out = tmp_path / "t2"
+    assert main(["reproduce", "table2-accuracy", "--quick", "--paper-code", "--out", str(out)]) == 0
+    report = (out / "REPORT.md").read_text()
+    assert "None" not in report
+    assert "T=3 [paper-code]" in report and "graph rule from" in report  # the code rows still name theirs
+    capsys.readouterr()

@@ -226,7 +226,8 @@ def report(results: dict) -> str:
     skipped = "".join(f"\n\nSkipped {d}: {why}" for d, why in results["skipped"].items())
     return ("## Table 2: accuracy (|V|=1000, k=500, 2 epochs, 10,000 training images)\n\n"
             f"Mean ± sd over {len(cfg['seeds'])} seeds; 95% interval half-width; the paper's number. "
-            f"T=3 uses the perceptron output rule and the graph rule from {results.get('graph_rule_source')}."
+            + ("T=3 uses the perceptron output rule and the graph rule from "
+               f"{results['graph_rule_source']}." if results.get("graph_rule_source") else "")
             + "".join(f" Rows marked [{t}] run under the paper's code semantics ("
                       + ", ".join(f"{k} {v}" for k, v in d.items() if k != "graph_rule_source")
                       + f"; metaplastic.semantics), T=3 with the graph rule from {d.get('graph_rule_source')}."
