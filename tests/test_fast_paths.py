@@ -11,16 +11,7 @@ from metaplastic import capmask, network
 from metaplastic.network import NetworkConfig, SimpleRNN, init_networks
 
 
-def _torch_keep(zd, k):
-    """network.cap's torch form of the kept set (topk, then ties to the lowest index)."""
-    kth = zd.topk(k, dim=-1, sorted=False).values.amin(dim=-1, keepdim=True)
-    keep = zd >= kth
-    excess = (keep.sum(dim=-1, keepdim=True) > k) & (kth != 0)
-    if bool(excess.any()):
-        tied = (zd == kth) & excess
-        need = k - (zd > kth).sum(dim=-1, keepdim=True)
-        keep = keep & ~(tied & (tied.cumsum(dim=-1) > need))
-    return keep
+_torch_keep = network.torch_keep  # network.cap's torch form of the kept set (topk, then ties to the lowest index)
 
 
 def _rows(kind, m, V, g, dtype):

@@ -204,8 +204,14 @@ def cap(z: torch.Tensor, k: int) -> torch.Tensor:
         if out is not None:
             return out
     keep = keep_mask(zd, k)
-    if keep is not None:
-        return z * keep
+    if keep is None:
+        keep = torch_keep(zd, k)
+    return z * keep
+
+
+def torch_keep(zd: torch.Tensor, k: int) -> torch.Tensor:
+    """The kept set of :func:`cap` in torch calls (any device and dtype; the compiled
+    :func:`metaplastic.capmask.keep_mask` computes the same set on the CPU)."""
     kth = zd.topk(k, dim=-1, sorted=False).values.amin(dim=-1, keepdim=True)
     keep = zd >= kth
     # Where the k-th largest value is 0, keeping every zero changes nothing.
@@ -217,7 +223,7 @@ def cap(z: torch.Tensor, k: int) -> torch.Tensor:
         tied = (zd == kth) & excess
         need = k - (zd > kth).sum(dim=-1, keepdim=True)
         keep = keep & ~(tied & (tied.cumsum(dim=-1) > need))
-    return z * keep
+    return keep
 
 
 def project(x: torch.Tensor, A: torch.Tensor) -> torch.Tensor:
