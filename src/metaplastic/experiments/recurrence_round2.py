@@ -42,7 +42,7 @@ from pathlib import Path
 
 import torch
 
-from .recurrence_search import DATASETS6, _base, diff_ci95, run_configs
+from .recurrence_search import _base, confirm_cells, diff_ci95, run_configs
 
 RULES = Path(__file__).resolve().parents[3] / "rules"
 #: The paper's code (``--paper-code``, without the meta-loss, which only matters when learning).
@@ -160,12 +160,7 @@ def phase_tape(seeds: int, folder: Path | None = None):
 
 
 def phase_confirm2(seeds: int, candidate: dict | None = None, name: str = ""):
-    out = []
-    for ds in DATASETS6:
-        out.append((f"confirm-t1-halfspace-{ds}", _base(ds, T=1, seeds=seeds, output="halfspace")))
-        if candidate is not None:
-            out.append((f"confirm2-{name}-{ds}", _base(ds, seeds=seeds, **candidate)))
-    return out
+    return confirm_cells(seeds, {name: candidate} if candidate is not None else {}, "confirm2-")
 
 
 def summary(out: Path) -> str:

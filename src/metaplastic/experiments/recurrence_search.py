@@ -288,13 +288,19 @@ CANDIDATES = {
 }
 
 
-def phase_confirm(seeds: int):
+def confirm_cells(seeds: int, candidates: dict, prefix: str, datasets=DATASETS6):
+    """Per dataset: the text's T = 1 reference, then each candidate at T = 3 (``{prefix}{name}-{ds}``)."""
     out = []
-    for ds in ("relu2", "halfspace", "relu1", "rnn", "fashion-mnist", "mnist"):
+    for ds in datasets:
         out.append((f"confirm-t1-halfspace-{ds}", _base(ds, T=1, seeds=seeds, output="halfspace")))
-        for cname, kw in CANDIDATES.items():
-            out.append((f"confirm-t3-{cname}-{ds}", _base(ds, seeds=seeds, **kw)))
+        for cname, kw in candidates.items():
+            out.append((f"{prefix}{cname}-{ds}", _base(ds, seeds=seeds, **kw)))
     return out
+
+
+def phase_confirm(seeds: int):
+    return confirm_cells(seeds, CANDIDATES, "confirm-t3-",
+                         datasets=("relu2", "halfspace", "relu1", "rnn", "fashion-mnist", "mnist"))
 
 
 def confirm_table(out: Path) -> str:
