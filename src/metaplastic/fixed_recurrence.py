@@ -56,8 +56,9 @@ def _drives(nets: Networks, x: torch.Tensor):
 @torch.no_grad()
 def drive_stats(nets: Networks, x: torch.Tensor, per_network: bool = False):
     """(sigma_P, ||h1||): spread of the input drive over units and the norm of round 1's state
-    (under ``recurrence="w(h+ax)"``: of ``h1 + x @ A``, what W multiplies in round 2), averaged over the first :data:`DRIVE_IMAGES` of ``x`` (and over the networks, unless
-    ``per_network``: then two tensors ``[B]``)."""
+    (under ``recurrence="w(h+ax)"``: of ``h1 + x @ A``, what W multiplies in round 2), averaged
+    over the first :data:`DRIVE_IMAGES` of ``x`` (and over the networks, unless ``per_network``:
+    then two tensors ``[B]``)."""
     P, h1 = _drives(nets, x)
     if per_network:
         return P.std(-1).mean(-1), h1.norm(dim=-1).mean(-1)

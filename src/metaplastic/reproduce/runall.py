@@ -75,7 +75,6 @@ def run_all(out: Path, *, quick: bool = False, jobs: int | None = None, threads:
     log = log or (lambda s: bar.write(s) if bar is not None else print(s, file=sys.stderr, flush=True))
     names = list(names or SECTIONS)
     jobs = jobs or default_jobs()
-
     threads = threads or max(1, (os.cpu_count() or 1) // jobs)
     out.mkdir(parents=True, exist_ok=True)
     status: dict[str, dict] = {}
