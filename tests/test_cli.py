@@ -59,6 +59,21 @@ def test_text_output(capsys, tmp_path):
     assert f"wrote {tmp_path / 'o'}/results.json" in out
 
 
+def test_train_out_never_overwrites_an_earlier_run_silently(capsys, tmp_path):
+    o = tmp_path / "o"
+    assert main(["train", *SMALL, "--out", str(o)]) == 0
+    before = (o / "results.json").read_text()
+    capsys.readouterr()
+    assert main(["train", *SMALL, "--seed", "3", "--out", str(o)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --out") and "holds an earlier run" in err and "--overwrite" in err
+    assert (o / "results.json").read_text() == before  # checked before training
+    assert main(["train", *SMALL, "--seed", "3", "--out", str(o), "--overwrite"]) == 0
+    assert (o / "results.json").read_text() != before
+    (tmp_path / "empty").mkdir()
+    assert main(["train", *SMALL, "--out", str(tmp_path / "empty")]) == 0  # an empty folder is fine
+
+
 # -------------------------------------------------------------------- bad input
 
 

@@ -159,6 +159,8 @@ def add_train_parser(sub) -> None:
     add_backend_arg(e)
     add_semantics_args(t)
     e.add_argument("--out", default=None, help="folder to write config.json, results.json and networks.pt")
+    e.add_argument("--overwrite", action="store_true",
+                   help="with --out: replace an earlier run's files there (without it that is an error)")
     e.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     e.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
 
@@ -298,6 +300,19 @@ def _check_out_dir(out) -> None:
     _check_writable_above(out, path)
 
 
+#: The files ``train --out DIR`` writes (metaplastic.runner.run_train).
+TRAIN_FILES = ("config.json", "results.json", "networks.pt")
+
+
+def _check_no_earlier_train(out, overwrite: bool) -> None:
+    """``train --out DIR`` over an earlier run's files: an error before training, unless --overwrite."""
+    from pathlib import Path
+    found = [f for f in TRAIN_FILES if (Path(out).expanduser() / f).exists()]
+    if found and not overwrite:
+        raise MetaplasticError(f"--out {out}: holds an earlier run ({', '.join(found)}); pass --overwrite "
+                               "to replace it, or choose another --out")
+
+
 def _check_out_file(out) -> None:
     """Fail before the work, not after it, when the file ``--out`` cannot be written."""
     from pathlib import Path
@@ -330,6 +345,7 @@ def cmd_train(args) -> int:
     from .runner import TrainJob, run_train
     if args.out is not None:
         _check_out_dir(args.out)
+        _check_no_earlier_train(args.out, args.overwrite)
     sem = _semantics(args)
     job = TrainJob(dataset=args.dataset, n_train=args.n_train, n_test=args.n_test,
                    vertices=args.vertices, cap=args.cap, rounds=args.rounds, p=args.p,
