@@ -306,3 +306,20 @@ def test_reproduce_robustness_quick_and_attack_cli(tmp_path, capsys, monkeypatch
     assert "--source" in capsys.readouterr().err
     assert main(["attack", "--model", str(mdir), "--attack", "nope", "--eps", "1"]) == 2
     assert main(["attack", "--model", str(tmp_path / "none"), "--attack", "paper", "--eps", "1"]) == 2
+
+
+def test_reproduce_robustness_models_flag(tmp_path, capsys, monkeypatch):
+    d = shared_data_dir()
+    if d is not None:
+        monkeypatch.setenv("METAPLASTIC_DATA", str(d))
+    out = tmp_path / "rob"
+    assert main(["reproduce", "robustness", "--quick", "--models", "plastic-T1", "gd-T1", "--out", str(out)]) == 0
+    res = json.loads((out / "results.json").read_text())
+    assert list(res["order"]) == ["plastic-T1", "gd-T1"]
+    capsys.readouterr()
+    assert main(["reproduce", "robustness", "--quick", "--models", "nope", "--out", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --models: unknown model 'nope'") and "plastic-T3-randomW" in err
+    assert main(["reproduce", "fig3", "--quick", "--models", "gd-T1", "--out", str(tmp_path / "y")]) == 2
+    assert "applies to 'reproduce robustness' only" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()  # checked before any work

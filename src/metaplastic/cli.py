@@ -243,6 +243,9 @@ def add_reproduce_parser(sub) -> None:
                     help="run the section's cells on a local Dask cluster of N processes (fig3, fig6, table2-accuracy, "
                          "robustness; with all: passed on to those)")
     rp.add_argument("--scheduler", default=None, help="run the section's cells on this Dask cluster (tcp://HOST:PORT)")
+    rp.add_argument("--models", nargs="+", default=None, metavar="MODEL",
+                    help="robustness only: the models to attack (default: all but the opt-in plastic-T3-randomW; "
+                         "python -m metaplastic.reproduce.robustness --help has every budget as a flag)")
 
 
 def add_attack_parser(sub) -> None:
@@ -459,6 +462,7 @@ def cmd_reproduce(args) -> int:
     if (args.workers or args.scheduler) and (args.name not in CELL_SECTIONS + ("all",) or args.plot_only):
         raise MetaplasticError(f"--workers and --scheduler apply to the sections {', '.join(CELL_SECTIONS)} "
                                "and to all (passed on to those), not to --plot-only")
+    _check_models(args)
     _check_matplotlib()
     if args.backend is not None:  # the sections (and the worker processes of 'all') inherit it
         from .compiled import set_default_backend
@@ -480,6 +484,18 @@ def cmd_reproduce(args) -> int:
         _redraw_combined(out, names, args.quick)
     print(f"wrote {out}/REPORT.md")
     return 0
+
+
+def _check_models(args) -> None:
+    """``reproduce --models``: the robustness section's models, checked before any work."""
+    if args.models is None:
+        return
+    if args.name != "robustness" or args.plot_only:
+        raise MetaplasticError("--models applies to 'reproduce robustness' only (not to --plot-only)")
+    from .robustness import SELECTABLE
+    bad = [m for m in args.models if m not in SELECTABLE]
+    if bad:
+        raise MetaplasticError(f"--models: unknown model {bad[0]!r}; choose from {', '.join(SELECTABLE)}")
 
 
 def _reproduce_semantics(args):
@@ -520,7 +536,10 @@ def _run_section(args, name, mod, sec_out, sem) -> dict:
     from .sweep.executor import make_executor, using
     with using(make_executor(args.workers, args.scheduler)) as ex:
         try:
-            res = mod.run(sec_out, quick=args.quick, **({} if sem is None else {"semantics": sem}))
+            kw = {} if sem is None else {"semantics": sem}
+            if getattr(args, "models", None):
+                kw["models"] = list(args.models)
+            res = mod.run(sec_out, quick=args.quick, **kw)
         finally:
             ex.close()
     print(f"[reproduce] {name} done in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
