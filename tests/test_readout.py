@@ -43,3 +43,28 @@ def test_bad_inputs_are_clear_errors():
     with pytest.raises(MetaplasticError, match="l2"):
         fit_readout(torch.zeros(5, 3), torch.zeros(5, dtype=torch.long), torch.zeros(5, 3),
                     torch.zeros(5, dtype=torch.long), -1.0)
+
+
+def test_identical_inputs_reuse_the_ceiling(monkeypatch):
+    """A second call with the same bytes returns the first call's result without refitting
+    (Table 2's T=3 row with a silent round 2 has its T=1 twin's representation); any change
+    in the inputs fits again."""
+    import metaplastic.readout as ro
+    g = torch.Generator().manual_seed(5)
+    X = torch.randn(120, 8, generator=g)
+    y = (X[:, 0] > 0).long()
+    calls = []
+    fit = ro.fit_readout
+    monkeypatch.setattr(ro, "fit_readout", lambda *a: calls.append(1) or fit(*a))
+    grid = (0.0, 1e-2)
+    first = ro.readout_ceiling(X[:80], y[:80], X[80:], y[80:], grid=grid, max_iter=20)
+    assert len(calls) == 2
+    first["fits"].clear()  # the caller's copy: the stored result is not touched
+    again = ro.readout_ceiling(X[:80].clone(), y[:80], X[80:], y[80:], grid=grid, max_iter=20)
+    assert len(calls) == 2 and len(again["fits"]) == 2
+    X2 = X.clone()
+    X2[3, 2] += 1e-6
+    ro.readout_ceiling(X2[:80], y[:80], X2[80:], y[80:], grid=grid, max_iter=20)
+    assert len(calls) == 4
+    ro.readout_ceiling(X[:80], y[:80], X[80:], y[80:], grid=grid, max_iter=21)
+    assert len(calls) == 6

@@ -291,14 +291,76 @@ def run_rounds(P: torch.Tensor, W: torch.Tensor | None, k: int, rounds: int,
     if states is not None:
         states.append(h)
     through = recurrence == "w(h+ax)"
+    facts = _ShortcutFacts(P, W, None if h1 is not None else h, k) \
+        if rounds > 1 and _may_shortcut(P, W, h1) else None
     for _ in range(rounds - 1):
-        z = torch.bmm(h + P, W) if through else torch.bmm(h, W) + P
-        h = cap(torch.relu(z), k)
+        nxt = facts.next_round(h, through) if facts is not None else None
+        if nxt is None:
+            z = torch.bmm(h + P, W) if through else torch.bmm(h, W) + P
+            nxt = cap(torch.relu(z), k)
+        h = nxt
         if words:
             code = (code << 1) | (fired_mask(h, k, firing) if topk else h != 0).to(torch.uint8)
         if states is not None:
             states.append(h)
     return h, code
+
+
+def _may_shortcut(P: torch.Tensor, W: torch.Tensor | None, h1: torch.Tensor | None) -> bool:
+    """Whether :func:`run_rounds` may skip a product ``h @ W`` that is exactly zero: on the CPU
+    (the checks read a value back, which would stall a GPU's queue), and not while autograd
+    needs W's gradient (``d(h @ W)/dW = h``, non-zero even at W = 0) or a given first round's."""
+    if W is None or P.device.type != "cpu":
+        return False
+    return not (torch.is_grad_enabled() and (W.requires_grad or (h1 is not None and h1.requires_grad)))
+
+
+class _ShortcutFacts:
+    """Rounds of :func:`run_rounds` that need no product, found by checks cheaper than the product.
+
+    Under the text's recurrence ``z = h @ W + P``: when h is all zero (a silent round, e.g. under
+    a learned rule that silences round 2) and W is finite, or when W is all zero (a zero graph
+    rule, an untrained W) and h is finite, ``h @ W`` is a sum of zeros, so ``z = P`` and the round
+    is round 1 again, ``cap_k(relu(P))``.  Under the code's ``z = (h + P) @ W``: when W is all
+    zero and h + P finite, z is zero and so is the round.  The shortcut gives the same values
+    up to the sign of zeros, which changes no firing, cap decision, prediction or input
+    gradient (through a silent or constant round the input gradient is a sum of exact zeros).
+    Each fact is checked once per call and only when needed (one pass over W or P).
+    """
+
+    def __init__(self, P: torch.Tensor, W: torch.Tensor, first: torch.Tensor | None, k: int | None):
+        self.P, self.W, self.k, self._first = P, W, k, first  # first: round 1 as computed here, or None
+        self._w_zero = self._w_finite = self._p_finite = None
+
+    def w_zero(self) -> bool:
+        if self._w_zero is None:
+            self._w_zero = not bool(self.W.any())  # NaN counts as non-zero
+        return self._w_zero
+
+    def w_finite(self) -> bool:
+        if self._w_finite is None:
+            self._w_finite = self.w_zero() or bool(torch.isfinite(self.W).all())
+        return self._w_finite
+
+    def first(self) -> torch.Tensor:
+        if self._first is None:  # a caller's h1 may be anything: round 1 from P, once
+            self._first = first_round(self.P, self.k)
+        return self._first
+
+    def next_round(self, h: torch.Tensor, through: bool) -> torch.Tensor | None:
+        """The next round's state when it needs no product, else None."""
+        if through:
+            if self.w_zero():
+                if self._p_finite is None:
+                    self._p_finite = bool(torch.isfinite(self.P).all())
+                if self._p_finite and bool(torch.isfinite(h).all()):
+                    return torch.zeros_like(self.P)
+            return None
+        if not bool(h.any()):
+            return self.first() if self.w_finite() else None
+        if self.w_zero() and bool(torch.isfinite(h).all()):
+            return self.first()
+        return None
 
 
 def words_of(states: torch.Tensor, k: int | None = None, firing: str = "nonzero") -> torch.Tensor:

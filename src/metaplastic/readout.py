@@ -16,6 +16,9 @@ Used by ``reproduce table2-accuracy`` to explain the T=1* row (see its report).
 
 from __future__ import annotations
 
+import copy
+import hashlib
+
 import torch
 import torch.nn.functional as F
 
@@ -70,8 +73,33 @@ def fit_readout(F_train: torch.Tensor, y_train: torch.Tensor, F_test: torch.Tens
         return {"l2": l2, "train": acc(Xtr, y_train), "test": acc(Xte, y_test)}
 
 
+#: Finished ceilings of this process by the digest of their inputs (most recent last).  Rows of
+#: Table 2 can share one representation bit for bit (a T=3 network whose round 2 is silent
+#: ends in its T=1 twin's round 1), and the fits are most of such a row's time.
+_DONE: dict[str, dict] = {}
+_DONE_MAX = 32
+
+
+def _digest(tensors, params) -> str:
+    h = hashlib.sha256(repr(params).encode())
+    for t in tensors:
+        t = t.detach().cpu().contiguous()
+        h.update(repr((t.dtype, tuple(t.shape))).encode())
+        h.update(t.numpy().tobytes())
+    return h.hexdigest()
+
+
 def readout_ceiling(F_train, y_train, F_test, y_test, grid=L2_GRID, max_iter: int = 300) -> dict:
-    """The best test accuracy of a linear readout over the L2 grid, with every fit."""
-    fits = [fit_readout(F_train, y_train, F_test, y_test, l2, max_iter) for l2 in grid]
-    best = max(fits, key=lambda f: f["test"])
-    return {"test": best["test"], "train": best["train"], "l2": best["l2"], "fits": fits}
+    """The best test accuracy of a linear readout over the L2 grid, with every fit.
+
+    Inputs identical to an earlier call's in this process (the same bytes) return that call's
+    result without fitting again (the fits are deterministic, so a refit would give it too).
+    """
+    key = _digest((F_train, y_train, F_test, y_test), (tuple(grid), max_iter))
+    if key not in _DONE:
+        fits = [fit_readout(F_train, y_train, F_test, y_test, l2, max_iter) for l2 in grid]
+        best = max(fits, key=lambda f: f["test"])
+        _DONE[key] = {"test": best["test"], "train": best["train"], "l2": best["l2"], "fits": fits}
+        while len(_DONE) > _DONE_MAX:
+            _DONE.pop(next(iter(_DONE)))
+    return copy.deepcopy(_DONE[key])
