@@ -26,10 +26,10 @@ from ..io import atomic_write_text
 from ..progress import Progress
 from . import SECTIONS
 
-# Measured single-thread wall times on the 2-core reference machine (seconds),
-# used only to start the longest sections first.
-EXPECTED_SECONDS = {"robustness": 1700, "fig3": 1500, "fig6": 1200, "table2-accuracy": 550, "evolution": 300,
-                    "theorems": 650, "closed-form": 100, "fig2": 60, "table1": 5}
+# Measured single-thread wall times on the 2-core reference machine (seconds; a quiet
+# `reproduce all`, docs/DESIGN.md), used only to start the longest sections first.
+EXPECTED_SECONDS = {"robustness": 1050, "fig3": 660, "table2-accuracy": 430, "theorems": 86, "evolution": 70,
+                    "fig6": 66, "closed-form": 28, "fig2": 28, "table1": 4}
 
 
 def default_jobs() -> int:
