@@ -35,7 +35,7 @@ def _nets(W_kind, recurrence="wh+ax", firing="nonzero", k=50, seed=0):
     return nets
 
 
-def _x(n=40, d=12, seed=1):
+def _x(n=300, d=12, seed=1):  # 2 networks x 300 rows: past both of run_rounds' row thresholds
     return torch.rand(n, d, generator=torch.Generator().manual_seed(seed))
 
 
@@ -84,6 +84,20 @@ def test_shortcut_skips_the_products(monkeypatch, W_kind, products):
     assert len(calls) == products  # T=3: two products without the shortcut
 
 
+def test_small_batches_and_zero_w_thresholds(monkeypatch):
+    calls = []
+    bmm = torch.bmm
+    monkeypatch.setattr(torch, "bmm", lambda a, b: calls.append(1) or bmm(a, b))
+    _states(_nets("silencing"), _x(n=20))   # 40 rows: no checks at all
+    assert len(calls) == 2
+    calls.clear()
+    _states(_nets("zero"), _x(n=100))       # 200 rows: a silent round is looked for, an all-zero W is not
+    assert len(calls) == 2
+    calls.clear()
+    _states(_nets("silencing"), _x(n=100))
+    assert len(calls) == 1
+
+
 def test_no_shortcut_while_W_needs_its_gradient():
     # d(h @ W)/dW = h is non-zero at W = 0: the meta-gradient and GD paths must get it
     nets = _nets("zero")
@@ -103,6 +117,18 @@ def test_no_shortcut_over_non_finite_weights(monkeypatch):
     x = _x()
     (h, _, _), (h0, _, _) = _both(monkeypatch, lambda: _states(nets, x))
     torch.testing.assert_close(h, h0, equal_nan=True, rtol=0, atol=0)
+
+
+def test_overflowing_finite_w_declines_the_silent_round_shortcut(monkeypatch):
+    nets = _nets("silencing")
+    nets.W.mul_(1e37)  # finite, but its sum overflows: the shortcut is declined, the result is the same
+    calls = []
+    bmm = torch.bmm
+    monkeypatch.setattr(torch, "bmm", lambda a, b: calls.append(1) or bmm(a, b))
+    x = _x()
+    (h, words, _), (h0, words0, _) = _both(monkeypatch, lambda: _states(nets, x))
+    assert torch.equal(h, h0) and torch.equal(words, words0)
+    assert len(calls) == 4  # two products in each of the two runs
 
 
 def test_given_first_round_is_not_trusted(monkeypatch):

@@ -41,6 +41,7 @@ deterministic and independent of the device and of the ``topk`` kernel.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 
@@ -306,11 +307,21 @@ def run_rounds(P: torch.Tensor, W: torch.Tensor | None, k: int, rounds: int,
     return h, code
 
 
+#: Rows (networks x inputs) from which :func:`run_rounds` looks for its shortcuts.  A silent round
+#: is found by a pass over h and needs W finite (the sum of W, one fast pass, about a product over
+#: 4 rows at |V| = 1000, one thread); an all-zero W needs a slower pass (its smallest and largest
+#: entry, about a product over 16 rows), made only for batches of ``SHORTCUT_ZERO_W_ROWS`` rows, so
+#: that models whose W is not zero (most) lose little to the check.
+SHORTCUT_MIN_ROWS = 64
+SHORTCUT_ZERO_W_ROWS = 512
+
+
 def _may_shortcut(P: torch.Tensor, W: torch.Tensor | None, h1: torch.Tensor | None) -> bool:
     """Whether :func:`run_rounds` may skip a product ``h @ W`` that is exactly zero: on the CPU
-    (the checks read a value back, which would stall a GPU's queue), and not while autograd
-    needs W's gradient (``d(h @ W)/dW = h``, non-zero even at W = 0) or a given first round's."""
-    if W is None or P.device.type != "cpu":
+    (the checks read a value back, which would stall a GPU's queue), for enough rows that the
+    checks pay, and not while autograd needs W's gradient (``d(h @ W)/dW = h``, non-zero even at
+    W = 0) or a given first round's."""
+    if W is None or P.device.type != "cpu" or P.shape[0] * P.shape[1] < SHORTCUT_MIN_ROWS:
         return False
     return not (torch.is_grad_enabled() and (W.requires_grad or (h1 is not None and h1.requires_grad)))
 
@@ -325,22 +336,30 @@ class _ShortcutFacts:
     zero and h + P finite, z is zero and so is the round.  The shortcut gives the same values
     up to the sign of zeros, which changes no firing, cap decision, prediction or input
     gradient (through a silent or constant round the input gradient is a sum of exact zeros).
-    Each fact is checked once per call and only when needed (one pass over W or P).
+    Each fact about W is read at most once per call, and only when a round could use it: W is
+    finite when its sum is (an inf or NaN entry makes every sum inf or NaN; an overflowing
+    finite W only declines the shortcut), all zero when its smallest and largest entry are 0.
     """
 
     def __init__(self, P: torch.Tensor, W: torch.Tensor, first: torch.Tensor | None, k: int | None):
         self.P, self.W, self.k, self._first = P, W, k, first  # first: round 1 as computed here, or None
+        self._big = P.shape[0] * P.shape[1] >= SHORTCUT_ZERO_W_ROWS
         self._w_zero = self._w_finite = self._p_finite = None
-
-    def w_zero(self) -> bool:
-        if self._w_zero is None:
-            self._w_zero = not bool(self.W.any())  # NaN counts as non-zero
-        return self._w_zero
 
     def w_finite(self) -> bool:
         if self._w_finite is None:
-            self._w_finite = self.w_zero() or bool(torch.isfinite(self.W).all())
+            self._w_finite = math.isfinite(float(self.W.sum()))
         return self._w_finite
+
+    def w_zero(self) -> bool:
+        """W all zero (checked only for large batches; False otherwise)."""
+        if self._w_zero is None:
+            if self._big:
+                lo, hi = (float(v) for v in torch.aminmax(self.W))  # a NaN makes both NaN
+                self._w_zero = lo == 0.0 and hi == 0.0
+            else:
+                self._w_zero = False
+        return self._w_zero
 
     def first(self) -> torch.Tensor:
         if self._first is None:  # a caller's h1 may be anything: round 1 from P, once
