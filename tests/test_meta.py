@@ -93,11 +93,11 @@ def test_replay_equals_tape(name):
 @pytest.mark.parametrize("steps_per_block", [1, 2, 7])
 def test_blocked_sweep_equals_tape(name, steps_per_block, monkeypatch):
     """The adjoint sweep in blocks of steps (2, 7) and step by step (1) equals the tape."""
-    import metaplastic.meta as meta
+    import metaplastic.meta_sweep as meta_sweep
     case = dict(CASES[name])
     rules, batch = make_problem(**case)
     c = batch.nets.config
-    monkeypatch.setattr(meta, "SWEEP_BYTES", steps_per_block * 3 * batch.nets.batch * c.vertices**2 * 8)
+    monkeypatch.setattr(meta_sweep, "SWEEP_BYTES", steps_per_block * 3 * batch.nets.batch * c.vertices**2 * 8)
     g_rep, _ = grads_of(rules, estimate_replay, batch, Scheme())
     g_tape, _ = grads_of(rules, estimate_tape, batch, Scheme())
     rel = (g_rep - g_tape).norm() / g_tape.norm()
