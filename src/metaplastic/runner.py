@@ -147,7 +147,6 @@ def run_train(job: TrainJob, *, progress: bool = True, out: str | Path | None = 
     cfg = network_config(job, data)
     semantics = record(job)
     seeds = [job.seed + b for b in range(job.ensemble)]
-    scheme = Scheme(job.update_on, job.output_rows, job.output_input)
     mode, out_rule, graph_rule = train_rules_of(job, dtype, semantics)
     from .memory import check, train_estimate
     check(train_estimate(B=job.ensemble, V=job.vertices, d=data.dim, l=data.n_classes, T=job.rounds,
@@ -156,21 +155,40 @@ def run_train(job: TrainJob, *, progress: bool = True, out: str | Path | None = 
           "use fewer --vertices or a smaller --ensemble", device=str(dev))
     nets = init_networks(cfg, seeds, mode=mode, dtype=dtype, device=dev)
     backend = resolve_backend(job.backend, nets) if job.gd == "none" else None
-    n = data.x_train.shape[0]
-    orders = data_orders(n, job.epochs, seeds)
-    step, close = make_progress(job.ensemble * orders.shape[1], "train", progress)
+    orders = data_orders(data.x_train.shape[0], job.epochs, seeds)
     t0 = time.perf_counter()
+    mistakes = _train(job, nets, data, orders, out_rule, graph_rule, backend, progress)
+    seconds = time.perf_counter() - t0
+    result = _evaluate(job, nets, data, orders, mistakes, seconds)
+    result.update({"network": cfg.to_dict(),
+                   "semantics": {k: v for k, v in semantics.items() if k != "meta_loss_on"},
+                   "seeds": seeds, "backend": backend})
+    diag = diagnose(nets, data.x_test, data.y_test)  # firing per round, spread of predictions
+    check_logits(diag)
+    result.update(summary(diag, degeneracy_warnings(diag, result["test_accuracy_per_network"])))
+    if out is not None:
+        out = Path(out)
+        write_json(out / "config.json", asdict(job))
+        atomic_torch_save(networks_state(nets), out / "networks.pt")
+        write_json(out / "results.json", result)
+    return result
+
+
+def _train(job: TrainJob, nets: Networks, data, orders, out_rule, graph_rule, backend, progress: bool):
+    """The training of :func:`run_train`, in place: rules (online mistakes ``[B]``) or GD (None)."""
+    step, close = make_progress(job.ensemble * orders.shape[1], "train", progress)
     mistakes = None
     try:
         if job.gd == "none":
             with torch.no_grad():
                 tables = Tables.from_rules(out_rule, graph_rule)
-            mistakes, _ = train_rules(nets, data.x_train, data.y_train, tables, orders, scheme,
+            mistakes, _ = train_rules(nets, data.x_train, data.y_train, tables, orders,
+                                      Scheme(job.update_on, job.output_rows, job.output_input),
                                       progress=step, backend=backend)
         else:
             train_gd(nets, data.x_train, data.y_train, orders, which=job.gd, lr=job.gd_lr,
                      batch_size=job.gd_batch, progress=step)
-        if dev.type == "cuda":
+        if nets.A.device.type == "cuda":
             torch.cuda.synchronize()
     except TrainingDiverged as e:  # name the rule the user gave
         flag = {"output": f"--output-rule {job.output_rule}: ",
@@ -178,13 +196,16 @@ def run_train(job: TrainJob, *, progress: bool = True, out: str | Path | None = 
         raise TrainingDiverged(f"{flag}{e}", example=e.example, network=e.network) from None
     finally:
         close()
-    seconds = time.perf_counter() - t0
+    return mistakes
+
+
+def _evaluate(job: TrainJob, nets: Networks, data, orders, mistakes, seconds: float) -> dict:
+    """Accuracies and speed of the trained networks (the first keys of :func:`run_train`'s result)."""
+    dev, dtype = nets.A.device, nets.A.dtype
     tr = accuracy(nets, data.x_train.to(dev, dtype), data.y_train)
     te = accuracy(nets, data.x_test.to(dev, dtype), data.y_test)
     examples = job.ensemble * orders.shape[1]
-    diag = diagnose(nets, data.x_test, data.y_test)  # firing per round, spread of predictions
-    check_logits(diag)
-    result = {
+    return {
         "train_accuracy": float(tr.mean()),
         "test_accuracy": float(te.mean()),
         "train_accuracy_std": float(tr.std()) if job.ensemble > 1 else 0.0,
@@ -195,21 +216,10 @@ def run_train(job: TrainJob, *, progress: bool = True, out: str | Path | None = 
         "seconds": seconds,
         "examples_per_second": examples / seconds if seconds > 0 else float("inf"),
         "examples": examples,
-        "dataset": {"name": data.name, "n_train": n, "n_test": int(data.x_test.shape[0]),
+        "dataset": {"name": data.name, "n_train": int(data.x_train.shape[0]), "n_test": int(data.x_test.shape[0]),
                     "dim": data.dim, "n_classes": data.n_classes},
         "config": asdict(job),
-        "network": cfg.to_dict(),
-        "semantics": {k: v for k, v in semantics.items() if k != "meta_loss_on"},
-        "seeds": seeds,
-        "backend": backend,
     }
-    result.update(summary(diag, degeneracy_warnings(diag, te.tolist())))
-    if out is not None:
-        out = Path(out)
-        write_json(out / "config.json", asdict(job))
-        atomic_torch_save(networks_state(nets), out / "networks.pt")
-        write_json(out / "results.json", result)
-    return result
 
 
 def networks_state(nets: Networks) -> dict:
