@@ -143,6 +143,8 @@ def test_quick_protocol_runs_with_the_fixed_w_model(tmp_path, monkeypatch, capsy
     assert "**Recurrence that runs** -- T=3 plasticity, fixed random W (not learned)" in text
     assert "its rounds 2 and 3 are active" in text
     assert "### Rounds of the recurrent models" in text
+    sat = next(line for line in text.splitlines() if line.startswith("* Softmax saturation"))
+    assert "T=3 plasticity, fixed random W (not learned)" in sat  # every model attacked, not a fixed list
     with pytest.raises(SystemExit):
         main(["--quick", "--out", str(out), "--models", "plastic-T3-randomW-nocap"])
     capsys.readouterr()

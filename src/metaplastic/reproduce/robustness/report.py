@@ -86,9 +86,8 @@ def conclusion(results: dict) -> str:
                      + "; ".join(f"{lab}: {k} images" for lab, k, _ in sorted(adaptive, key=lambda a: -a[1]))
                      + ". Many such images mean the network's own gradient is uninformative (masked) there.")
     sat = []
-    for name in ("plastic-T3", "plastic-T1", "gd-T3", "gd-T1"):
-        m = models.get(name)
-        if m and m["zero_gradients"] and m["zero_gradients"][0]:
+    for m in models.values():  # every model attacked, in the run's order (the opt-in ones too)
+        if m.get("zero_gradients") and m["zero_gradients"][0]:
             ce = m["standalone"].get("apgd-ce")
             sat.append(f"{m['label']} {_pct(m['zero_gradients'][0]['ce']['zero_fraction'])}"
                        + (f" (APGD-CE alone: {_pct(ce['rate'][j2])} / {_pct(ce['rate'][j4])} robust at eps=2 / 4 "
