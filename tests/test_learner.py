@@ -261,3 +261,12 @@ def test_gd_baselines_learn(which):
         assert not torch.equal(before, nets.A)
         assert torch.equal(nets.A == 0, before == 0)  # stays on the input mask
         assert (nets.W[nets.G == 0] == 0).all()      # stays on the graph
+
+
+def test_moved_names_still_import_from_learner():
+    import metaplastic.learner as ln
+    from metaplastic import gd, torch_loop
+    assert ln.train_gd is gd.train_gd and train_gd is gd.train_gd
+    assert ln.train_torch is torch_loop.train_torch and ln.FeatureCache is torch_loop.FeatureCache
+    with pytest.raises(AttributeError):
+        ln.no_such_name  # noqa: B018

@@ -21,7 +21,7 @@ Where the counts come from (``E`` = bytes per weight, 4 or 8):
   cached first round at T > 1 when twice the cache fits the budget);
 * evaluation (:func:`metaplastic.network.predict`): blocks of 2,048 examples,
   about five ``[B, 2048, V]`` tensors alive at once (drive, ReLU, cap, product);
-* GD baselines (:func:`metaplastic.learner.train_gd`): ``output`` keeps the
+* GD baselines (:func:`metaplastic.gd.train_gd`): ``output`` keeps the
   hidden states of every training example (``[B, n, V]``, twice while built);
   ``all`` trains W with Adam: the parameter, its gradient, two moments, the
   masked product and its gradient, beside G and W (8 ``[B, V, V]`` in all);
@@ -45,7 +45,7 @@ from pathlib import Path
 
 from .errors import MetaplasticError
 
-#: FeatureCache's default budget (learner.train_rules ``cache_bytes``).
+#: FeatureCache's default budget (learner.train_rules ``cache_bytes``; torch_loop.FeatureCache).
 CACHE_BYTES = 2 << 30
 #: Examples per evaluation block (network.predict) and tensors of that block alive at once.
 EVAL_BLOCK, EVAL_TENSORS = 2048, 5
@@ -83,7 +83,7 @@ def network_bytes(B: int, V: int, d: int, l: int, T: int, E: int) -> int:
 
 
 def feature_cache_bytes(B: int, n: int, V: int, T: int, E: int, budget: int = CACHE_BYTES) -> int:
-    """Peak of learner.FeatureCache over ``n`` examples (0 when it does not fit its budget)."""
+    """Peak of torch_loop.FeatureCache over ``n`` examples (0 when it does not fit its budget)."""
     one = B * n * V * E
     if one > budget:
         return 0

@@ -18,7 +18,8 @@ from .compiled import resolve_backend
 from .diagnostics import check_logits, degeneracy_warnings, diagnose, summary
 from .errors import MetaplasticError, TrainingDiverged
 from .io import atomic_torch_save, resolve_rule, write_json
-from .learner import Scheme, Tables, data_orders, train_gd, train_rules
+from .gd import train_gd
+from .learner import Scheme, Tables, data_orders, train_rules
 from .network import NetworkConfig, Networks, accuracy, init_networks
 from .semantics import record
 

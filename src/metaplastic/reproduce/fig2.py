@@ -18,7 +18,8 @@ import torch
 
 from ..data import load_dataset
 from ..errors import MetaplasticError
-from ..learner import Scheme, Tables, data_orders, train_gd
+from ..gd import train_gd
+from ..learner import Scheme, Tables, data_orders
 from ..network import NetworkConfig, accuracy, init_networks
 from .common import accuracy_curve, finish, fmt_pm, md_table, pyplot, save_fig, summarize
 from .rules import load_shipped

@@ -30,7 +30,8 @@ import torch
 
 from ..errors import MetaplasticError
 from ..io import read_json, write_json
-from ..learner import Scheme, Tables, data_orders, train_gd, train_rules
+from ..gd import train_gd
+from ..learner import Scheme, Tables, data_orders, train_rules
 from ..network import NetworkConfig, accuracy, firing_fractions, init_networks
 from ..rules import perceptron_table
 from ..semantics import name_of, record

@@ -121,7 +121,8 @@ def train_models(setup: ModelSetup, seeds, models_dir: Path, data, *, log=print)
     Missing seeds of a model are trained together as one ensemble (members
     equal separate runs).  Returns ``{name: {seed: (SimpleRNN, info)}}``.
     """
-    from ..learner import Tables, data_orders, train_gd, train_rules
+    from ..gd import train_gd
+    from ..learner import Tables, data_orders, train_rules
     from ..network import accuracy
     from ..rules import perceptron_table
     graph, graph_desc, graph_eta = graph_rule_table(setup.graph_rule)

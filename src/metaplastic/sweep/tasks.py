@@ -154,7 +154,8 @@ def train_batched(jobs) -> list[dict]:
     from ..compiled import resolve_backend
     from ..diagnostics import check_logits, degeneracy_warnings, diagnose, summary
     from ..errors import MetaplasticError
-    from ..learner import Scheme, Tables, data_orders, train_gd, train_rules
+    from ..gd import train_gd
+    from ..learner import Scheme, Tables, data_orders, train_rules
     from ..network import accuracy, init_networks
     from ..runner import DTYPES, network_config, resolve_device, train_rules_of
     from ..semantics import record
