@@ -16,7 +16,8 @@ from .sweep import (_Attacker, _eps0_check, _fig_rows, _in_ball_failures, _main_
 
 def evaluate(model, x, y, proto: Protocol, *, source=None, seed: int = 0, standalone: bool = True,
              eps0: bool = True, fig_images: int = 8, log=None) -> dict:
-    """Robust accuracy of ``model`` on ``x, y`` under every attack of ``proto`` (module docstring).
+    """Robust accuracy of ``model`` on ``x, y`` under every attack of ``proto`` (the protocol: the
+    :mod:`metaplastic.robustness` docstring).
 
     Returns a JSON-able dict: clean correctness, per-image first-broken eps
     index (``len(eps)`` = never) for the worst case and per attack, curves,

@@ -63,10 +63,6 @@ class ModelSetup:
     extra: dict = field(default_factory=dict)
 
 
-# --------------------------------------------------------------------------- #
-# Models
-# --------------------------------------------------------------------------- #
-
 def graph_rule_table(choice: str = "auto"):
     """(table or None, description) of the T=3 graph rule."""
     from ..reproduce.rules import load_shipped

@@ -6,17 +6,14 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 
+#: The attacks in the order they run at each eps.
 ORDER = ("paper", "apgd-dlr", "apgd-ce", "noise", "blend", "square", "bpda-st", "bpda-soft",
          "transfer", "nes")
 
 
-# --------------------------------------------------------------------------- #
-# Configuration
-# --------------------------------------------------------------------------- #
-
 @dataclass
 class Protocol:
-    """Attack budgets and the evaluation protocol (see the module docstring)."""
+    """Attack budgets and the evaluation protocol (the :mod:`metaplastic.robustness` docstring)."""
 
     eps: tuple = (0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0, 10.0)
     attacks: tuple = ORDER

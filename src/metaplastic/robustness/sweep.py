@@ -12,10 +12,6 @@ import torch
 from .. import attacks as at
 from .protocol import EPS0_BUDGET, ORDER, Protocol
 
-# --------------------------------------------------------------------------- #
-# The protocol
-# --------------------------------------------------------------------------- #
-
 def _select_attacks(proto: Protocol, capped: bool, source) -> tuple[list, dict]:
     """The attacks of ``proto`` that apply to this model, and why each other one is skipped."""
     attacks = [a for a in ORDER if a in proto.attacks
@@ -79,7 +75,8 @@ class _Sweep:
 
 
 def _candidates(a, S, paper_todo, nes_mask, bG, bF, bnow):
-    """The images attack ``a`` sees at this eps (module docstring: the order of the attacks)."""
+    """The images attack ``a`` sees at this eps (the order of the attacks: the
+    :mod:`metaplastic.robustness` docstring)."""
     if a == "paper":
         return paper_todo
     if a in at.GRADIENT:
