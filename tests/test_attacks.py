@@ -284,6 +284,9 @@ def test_reproduce_robustness_quick_and_attack_cli(tmp_path, capsys, monkeypatch
     assert set(res["models"]) == set(rb.MODELS)
     text = (out / "REPORT.md").read_text()
     assert "### Conclusion" in text and "Sanity gates" in text
+    assert "### How often the cap binds" in text
+    assert all(m["cap"] is None for n, m in res["models"].items() if n.endswith("-nocap"))
+    assert all(len(m["cap"]["binds"]) in (1, 3) for n, m in res["models"].items() if not n.endswith("-nocap"))
     for m in res["models"].values():
         for g in m["gates"].values():
             assert g["eps0"]["ok"] and g["in_ball"]["ok"] and g["monotone"]["ok"]
@@ -323,3 +326,20 @@ def test_reproduce_robustness_models_flag(tmp_path, capsys, monkeypatch):
     assert main(["reproduce", "fig3", "--quick", "--models", "gd-T1", "--out", str(tmp_path / "y")]) == 2
     assert "applies to 'reproduce robustness' only" in capsys.readouterr().err
     assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()  # checked before any work
+
+
+def test_cap_binding_counts_images_where_the_cap_removes_units():
+    from metaplastic.network import NetworkConfig, SimpleRNN, init_networks, project
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(40, 12, generator=g)
+    for rounds in (1, 3):
+        nets = init_networks(NetworkConfig(d=12, n_classes=3, vertices=80, cap=20, rounds=rounds), [0])
+        nets.A.copy_(nets.A.abs())  # every drive positive: more than k units before the cap on every image
+        got = rb.cap_binding(SimpleRNN(nets, 0), x)
+        P = project(x, nets.A)[0]
+        assert got["binds"][0] == 1.0 and got["positive"][0] == pytest.approx(float((P > 0).double().mean()))
+        assert len(got["binds"]) == rounds and got["k"] == 20 and got["n"] == 40
+        nets.A.copy_(-nets.A)  # every drive negative or zero: the cap never binds
+        assert max(rb.cap_binding(SimpleRNN(nets, 0), x)["binds"]) == 0.0
+    cfg = NetworkConfig(d=12, n_classes=3, vertices=80, cap=20, rounds=1, capped=False)
+    assert rb.cap_binding(SimpleRNN(init_networks(cfg, [0]), 0), x) is None

@@ -62,11 +62,11 @@ from __future__ import annotations
 
 from .protocol import EPS0_BUDGET, ORDER, Protocol, wilson
 from .models import (BASE_MODELS, LABELS, MODELS, OPTIONAL_MODELS, RANDOM_W, SELECTABLE, ModelSetup,
-                     graph_rule_table, is_capped, label, load_model, model_dir, model_spec, round_activity, scaled,
+                     cap_binding, graph_rule_table, is_capped, label, load_model, model_dir, model_spec, round_activity, scaled,
                      train_models, transfer_source, unstable_predictions)
 from .evaluate import evaluate, gates, nes_subset, rate, scale_check, standalone_curve
 
 __all__ = ["BASE_MODELS", "EPS0_BUDGET", "LABELS", "MODELS", "OPTIONAL_MODELS", "ORDER", "RANDOM_W", "SELECTABLE",
-           "ModelSetup", "Protocol", "evaluate", "gates", "graph_rule_table", "is_capped", "label", "load_model",
+           "ModelSetup", "Protocol", "cap_binding", "evaluate", "gates", "graph_rule_table", "is_capped", "label", "load_model",
            "model_dir", "model_spec", "nes_subset", "rate", "round_activity", "scale_check", "scaled",
            "standalone_curve", "train_models", "transfer_source", "unstable_predictions", "wilson"]

@@ -217,6 +217,29 @@ def round_activity(model, x, n: int = 500) -> dict | None:
             "n": int(min(n, x.shape[0]))}
 
 
+def cap_binding(model, x, n: int = 500) -> dict | None:
+    """How often the cap removes anything: per round, the share of images with more than k units
+    positive before the cap (where fewer are, ``cap_k(relu(z)) = relu(z)`` and the capped network
+    computes its cap-free form), and the mean share of units positive before it.  None for a
+    cap-free model."""
+    cfg = getattr(model, "config", None)
+    if cfg is None or getattr(cfg, "k", None) is None or not hasattr(model, "A"):
+        return None
+    from ..network import run_rounds
+    states = []
+    with torch.no_grad():
+        P = (x[:n].to(model.A.dtype) @ model.A)[None]
+        W = None if getattr(model, "W", None) is None else model.W[None]
+        run_rounds(P, W, cfg.k, cfg.rounds, states=states, words=False, **cfg.semantics)
+        drives = [P]  # round t's drive before the ReLU and the cap, from round t-1's state
+        for h in states[:-1]:
+            drives.append(torch.bmm(h + P, W) if cfg.recurrence == "w(h+ax)" else torch.bmm(h, W) + P)
+    positive = [(z[0] > 0).sum(-1) for z in drives]
+    return {"binds": [float((c > cfg.k).double().mean()) for c in positive],
+            "positive": [float(c.double().mean()) / cfg.vertices for c in positive],
+            "k": int(cfg.k), "n": int(min(n, x.shape[0]))}
+
+
 def unstable_predictions(model, x, chunk: int = 50) -> dict:
     """Images whose predicted label depends on the batch they are evaluated in.
 

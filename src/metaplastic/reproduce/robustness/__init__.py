@@ -122,6 +122,7 @@ def run(out: Path, quick: bool = False, **overrides) -> dict:
                     for a in old.get("standalone_first", {}):  # recomputed: older runs counted NES differently
                         old["curves"]["standalone"][a] = rb.standalone_curve(old, a, proto)
                     old["rounds"] = rb.round_activity(model, x)
+                    old["cap"] = rb.cap_binding(model, x)
                     old["unstable"] = rb.unstable_predictions(model, x)
                     old["gates"] = rb.gates(old, proto, old.get("scale"))
                     evals[(name, s)] = old
@@ -177,6 +178,7 @@ def eval_cell(sp: dict) -> dict:
     res["protocol_key"] = sp["proto_key"]
     res["spec"] = sp["info"].get("spec")
     res["rounds"] = rb.round_activity(model, x)
+    res["cap"] = rb.cap_binding(model, x)
     return res
 
 

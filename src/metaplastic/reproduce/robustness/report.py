@@ -89,12 +89,23 @@ def _gd_and_cap_lines(models: dict, pt3: dict, eps: list, j2: int, j4: int) -> t
         lines.append(f"* **The cap** (worst case at eps={eps[j1]:g} / eps=2, capped vs its cap-free twin): "
                      + "; ".join(f"{models[a]['label']} {_pct(models[a]['worst']['rate'][j1])} / "
                                  f"{_pct(models[a]['worst']['rate'][j2])} vs {_pct(models[b]['worst']['rate'][j1])} / "
-                                 f"{_pct(models[b]['worst']['rate'][j2])}" for a, b in pairs) + ".")
+                                 f"{_pct(models[b]['worst']['rate'][j2])}" for a, b in pairs) + "."
+                     + _idle_cap_text([models[a] for a, _ in pairs]))
     top = max(models.values(), key=lambda m: m["worst"]["rate"][j2])
     lines.append(f"* The most robust network of all under the worst case is {top['label']}: "
                  f"{_pct(top['worst']['rate'][j2])} {_ci(top['worst']['ci'][j2])} at eps=2, "
                  f"{_pct(top['worst']['rate'][j4])} at eps=4, at {_pct(top['worst']['clean'])} clean accuracy.")
     return lines, better
+
+
+def _idle_cap_text(capped: list) -> str:
+    """A sentence naming the capped models whose cap removes nothing on the images measured."""
+    idle = [m["label"] for m in capped if m.get("cap") and max(m["cap"]["binds"]) < 0.01]
+    if not idle:
+        return ""
+    return (f" The cap binds on under 1% of images in every round of {', '.join(idle)} (fewer than k units "
+            "are positive before it), so there the capped network computes its cap-free form, and its row "
+            "compares two trainings rather than the cap itself.")
 
 
 def _masking_lines(models: dict) -> list[str]:
@@ -268,6 +279,20 @@ def rounds_table(models: dict) -> str:
             + md_table(["model", "firing per round", "final = round 1", "last round's units new"], rows))
 
 
+def cap_table(models: dict) -> str:
+    """Per capped model: how often the cap binds, per round, and the share of units positive before it."""
+    rows = [[m["label"], " / ".join(_pct(f) for f in m["cap"]["binds"]),
+             " / ".join(_pct(f) for f in m["cap"]["positive"])]
+            for m in models.values() if m.get("cap")]
+    if not rows:
+        return ""
+    k = next(m["cap"]["k"] for m in models.values() if m.get("cap"))
+    return ("### How often the cap binds\n\nOn the first evaluation images, per round: share of images with more "
+            f"than k={k} units positive before the cap (where fewer are, the cap removes nothing), and the mean "
+            "share of units positive before it.\n\n"
+            + md_table(["model", "cap binds, per round", "units positive before the cap"], rows))
+
+
 def report(results: dict) -> str:
     cfg = results["config"]
     eps = results["eps"]
@@ -305,6 +330,8 @@ def report(results: dict) -> str:
                              "masking gate (images: gradient-free / adaptive beat own gradients)"], rows))
     if rounds_table(models):
         parts.append(rounds_table(models))
+    if cap_table(models):
+        parts.append(cap_table(models))
     # per attack, stand-alone subset
     attacks = list(dict.fromkeys(a for m in models.values() for a in m["standalone"]))
     if attacks and j2 is not None:

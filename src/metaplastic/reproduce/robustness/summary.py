@@ -54,6 +54,7 @@ def summarize(cfg, proto, evals, seeds, names, train_seconds, trained) -> dict:
             "skipped": rs[0]["skipped"],
             "survivors_per_eps": [r["survivors_per_eps"] for r in rs],
             "rounds": rs[0].get("rounds"),
+            "cap": rs[0].get("cap"),
             "recurrent_w": [trained[name][s][1].get("recurrent_w") for s in seeds
                             if name in trained and s in trained[name]] or None,
             "unstable": [r.get("unstable") for r in rs],
