@@ -308,7 +308,17 @@ def report(results: dict) -> str:
         parts.append(f"Note: {cfg['note']}")
     parts.append(f"T=3 plasticity graph rule: {cfg.get('graph_rule_used')}.")
     parts.append("### Conclusion\n\n" + conclusion(results))
-    # Table 2 robustness columns
+    parts.append(_table2_section(models, j2, j4))
+    parts += [t for t in (rounds_table(models), cap_table(models), _per_attack_section(results, models, cfg, j2, j4))
+              if t]  # each empty when it has nothing to show
+    parts += [_gates_section(models, eps, jl), _gradients_section(models, j2), _cost_section(results, models, seeds),
+              method_text(cfg)]
+    parts.append("![Fig. 5](fig5.png)\n\n![Fig. 5 summary](fig5_summary.png)\n\n![Fig. 4](fig4.png)")
+    return "\n\n".join(parts)
+
+
+def _table2_section(models: dict, j2, j4) -> str:
+    """Table 2's robustness columns: per model, the paper's attack and the worst case at eps=2 and 4."""
     rows = []
     for name, m in models.items():
         p = PAPER.get(name)
@@ -322,35 +332,38 @@ def report(results: dict) -> str:
                      + ", ".join(str(x["gradient_free_before_gradient"] + x["gradient_free_before_gradient_standalone"])
                                  for x in m["masking"]) + " / "
                      + ", ".join(str(x["adaptive_before_gradient"]) for x in m["masking"]) + ")"])
-    parts.append("### Table 2, robustness columns\n\nRobust accuracy = correctly classified and not broken within "
+    return ("### Table 2, robustness columns\n\nRobust accuracy = correctly classified and not broken within "
                  "the L2 ball (and [0,1]); brackets: 95% Wilson intervals (pooled over seeds). 'Paper attack' is "
                  "the paper's attack alone; 'worst case' is over every attack.\n\n"
                  + md_table(["model", "clean", "paper attack eps=2", "paper attack eps=4", "worst case eps=2",
                              "worst case eps=4", "paper reported (eps=2 / 4)",
                              "masking gate (images: gradient-free / adaptive beat own gradients)"], rows))
-    if rounds_table(models):
-        parts.append(rounds_table(models))
-    if cap_table(models):
-        parts.append(cap_table(models))
-    # per attack, stand-alone subset
+
+
+def _per_attack_section(results: dict, models: dict, cfg: dict, j2, j4) -> str:
+    """Each attack alone on the stand-alone subset, eps=2 / eps=4 (Fig. 5's per-attack curves)."""
     attacks = list(dict.fromkeys(a for m in models.values() for a in m["standalone"]))
-    if attacks and j2 is not None:
-        rows = []
-        for name, m in models.items():
-            r = [m["label"]]
-            for a in attacks:
-                c = m["standalone"].get(a)
-                r.append(f"{_pct(c['rate'][j2])} / {_pct(c['rate'][j4])}" if c else "n/a")
-            rows.append(r)
-        nes_n = sorted({c["n"] for m in models.values() for a, c in m["standalone"].items() if a == "nes"})
-        parts.append(f"### Per attack (stand-alone on the first {results['standalone_n']} images; eps=2 / eps=4)\n\n"
-                     "Each attack alone, swept over the eps grid on its own survivors. n/a: BPDA on a cap-free "
-                     "network (it would equal plain APGD)."
-                     + (f" NES: on the first {', '.join(map(str, nes_n))} images (those holding the "
-                        f"{cfg['nes_images']} correctly classified images it attacks; pooled over seeds)."
-                        if nes_n else "")
-                     + "\n\n" + md_table(["model"] + attacks, rows))
-    # gates
+    if not attacks or j2 is None:
+        return ""
+    rows = []
+    for name, m in models.items():
+        r = [m["label"]]
+        for a in attacks:
+            c = m["standalone"].get(a)
+            r.append(f"{_pct(c['rate'][j2])} / {_pct(c['rate'][j4])}" if c else "n/a")
+        rows.append(r)
+    nes_n = sorted({c["n"] for m in models.values() for a, c in m["standalone"].items() if a == "nes"})
+    return (f"### Per attack (stand-alone on the first {results['standalone_n']} images; eps=2 / eps=4)\n\n"
+                 "Each attack alone, swept over the eps grid on its own survivors. n/a: BPDA on a cap-free "
+                 "network (it would equal plain APGD)."
+                 + (f" NES: on the first {', '.join(map(str, nes_n))} images (those holding the "
+                    f"{cfg['nes_images']} correctly classified images it attacks; pooled over seeds)."
+                    if nes_n else "")
+                 + "\n\n" + md_table(["model"] + attacks, rows))
+
+
+def _gates_section(models: dict, eps: list, jl: int) -> str:
+    """The sanity gates per model and seed, and every failure."""
     rows, fails = [], []
     for name, m in models.items():
         for s, g in m["gates"].items():
@@ -359,10 +372,13 @@ def report(results: dict) -> str:
             for k, v in g.items():
                 if not v["ok"]:
                     fails.append(f"* {m['label']}, seed {s}, **{k}**: {v['detail']}")
-    parts.append("### Sanity gates\n\n" + md_table(["model", "seed", "eps=0", "monotone", f"~0 at eps={eps[jl]:g}",
+    return ("### Sanity gates\n\n" + md_table(["model", "seed", "eps=0", "monotone", f"~0 at eps={eps[jl]:g}",
                                                     "in ball", "no masking", "U-scale"], rows)
                  + "\n\n" + ("Failures:\n\n" + "\n".join(fails) if fails else "Every gate passed."))
-    # gradients
+
+
+def _gradients_section(models: dict, j2) -> str:
+    """Exactly-zero input gradients, the paper step length and the U-scale check."""
     rows = []
     for name, m in models.items():
         zg = m["zero_gradients"][0] if m["zero_gradients"] else {}
@@ -377,7 +393,7 @@ def report(results: dict) -> str:
                      f"{ratio:.3g}" if ratio is not None else "-",
                      (f"{_pct(sc['reference_paper'][j2])}; {sc_txt}" if sc.get("reference_paper") and j2 is not None
                       else "-")])
-    parts.append("### Gradients\n\nFraction of correctly classified test images whose input gradient is exactly "
+    return ("### Gradients\n\nFraction of correctly classified test images whose input gradient is exactly "
                  "zero (every entry, float32): of the true class's softmax probability, of the cross-entropy, "
                  "and of the logit margin; the same during APGD-CE; the paper attack's median step length "
                  "alpha*||g|| over eps (alpha = eps/4, raw gradient); and the paper attack's robust accuracy at "
@@ -385,7 +401,10 @@ def report(results: dict) -> str:
                  "being unchanged).\n\n"
                  + md_table(["model", "softmax zero", "CE zero", "logit-margin zero", "APGD-CE zero",
                              "paper step/eps", "paper attack eps=2: U x1; scaled"], rows))
-    # costs
+
+
+def _cost_section(results: dict, models: dict, seeds: list) -> str:
+    """What training and the attacks cost, and what the complete protocol would."""
     rows = []
     tot_attack = 0.0
     for name, m in models.items():
@@ -394,7 +413,7 @@ def report(results: dict) -> str:
         top = sorted(m["cost"].items(), key=lambda kv: -kv[1]["seconds"])[:3]
         rows.append([m["label"], f"{sum(m['train_seconds']):.0f} s", f"{secs:.0f} s",
                      ", ".join(f"{a} {c['seconds']:.0f} s" for a, c in top)])
-    parts.append("### Cost\n\n" + md_table(["model", "training", "attacks (all gates included)",
+    return ("### Cost\n\n" + md_table(["model", "training", "attacks (all gates included)",
                                             "largest attack costs"], rows)
                  + f"\n\nAttacks took {tot_attack:.0f} s and training "
                    f"{results.get('train_seconds_recorded', 0):.0f} s for {len(seeds)} seed(s), each measured when "
@@ -406,9 +425,6 @@ def report(results: dict) -> str:
                    "minutes at these budgets on this machine: `python -m metaplastic.reproduce.robustness --seeds 0 1 2 "
                    "--out DIR --threads 1` (every budget is a flag: --n-images, --per-attack-images, --nes-images, "
                    "--apgd-iters, --paper-steps, --square-queries, --scale-images, ...; see --help).")
-    parts.append(method_text(cfg))
-    parts.append("![Fig. 5](fig5.png)\n\n![Fig. 5 summary](fig5_summary.png)\n\n![Fig. 4](fig4.png)")
-    return "\n\n".join(parts)
 
 
 def method_text(cfg: dict) -> str:
