@@ -1,4 +1,5 @@
-"""`reproduce robustness` and fig3's hot paths, before and after the compiled cap mask and projection.
+"""`reproduce robustness` and fig3's hot paths, before and after the compiled cap mask and projection
+and run_rounds' zero-product shortcuts.
 
     python benchmarks/reproduce_speed.py [--images 200] [--models plastic-T3 plastic-T1 gd-T3]
         [--models-dir DIR] [--fig3-retrainings 2] [--repeats 1] [--out FILE.json]
@@ -11,9 +12,12 @@ load drifts):
   projection in torch (``attacks._project_torch``), the Square attack's
   candidates in torch (``_square_candidates_torch``), and
   ``SimpleRNN.forward`` and ``network.predict`` computing the firing words
-  they throw away, as before;
+  they throw away, and ``network.run_rounds`` computing every product
+  ``h @ W``, as before;
 * ``new``: :mod:`metaplastic.capmask`, :mod:`metaplastic._projkernel` and
-  :mod:`metaplastic._squarekernel` (numba), and forwards without firing words.
+  :mod:`metaplastic._squarekernel` (numba), forwards without firing words, and
+  ``run_rounds`` skipping products that are exactly zero (a silent round, an
+  all-zero W; ``network._may_shortcut``).
 
 Robustness: the whole protocol of :func:`metaplastic.robustness.evaluate`
 (every attack, stand-alone sweeps, eps=0 gate) and the U-scale check, with the
@@ -42,7 +46,8 @@ from metaplastic.attacks import gradient_free, projection
 from metaplastic.network import SimpleRNN, run_rounds
 
 _NEW = {"keep_mask": network.keep_mask, "capped": network.capped, "project": projection._project_compiled,
-        "forward": SimpleRNN.forward, "square": gradient_free._square_candidates, "predict": network.predict}
+        "forward": SimpleRNN.forward, "square": gradient_free._square_candidates, "predict": network.predict,
+        "shortcut": network._may_shortcut}
 
 
 def _old_forward(self, x):
@@ -66,6 +71,7 @@ def use(path: str) -> None:
     SimpleRNN.forward = _old_forward if old else _NEW["forward"]
     network.predict = _old_predict if old else _NEW["predict"]
     gradient_free._square_candidates = gradient_free._square_candidates_torch if old else _NEW["square"]
+    network._may_shortcut = (lambda *a: False) if old else _NEW["shortcut"]  # run_rounds' zero-product skips
 
 
 DECISIONS = ("correct", "worst_first", "worst_main_first", "first", "standalone_first", "eps0_broken",
