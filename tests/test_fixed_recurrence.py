@@ -149,3 +149,20 @@ def test_quick_protocol_runs_with_the_fixed_w_model(tmp_path, monkeypatch, capsy
         main(["--quick", "--out", str(out), "--models", "plastic-T3-randomW-nocap"])
     capsys.readouterr()
 
+
+
+def test_gd_lr_flag_reaches_the_gd_models_and_is_checked_first(tmp_path, monkeypatch, capsys):
+    d = shared_data_dir()
+    if d is not None:
+        monkeypatch.setenv("METAPLASTIC_DATA", str(d))
+    from metaplastic.errors import MetaplasticError
+    from metaplastic.reproduce.robustness import run
+    from metaplastic.reproduce.robustness.cli import main
+    with pytest.raises(MetaplasticError, match="--gd-lr must be a positive finite number"):
+        run(tmp_path / "bad", quick=True, gd_lr=-1.0)
+    assert not (tmp_path / "bad").exists()
+    out = tmp_path / "rob"
+    assert main(["--quick", "--out", str(out), "--models", "gd-T1", "--gd-lr", "0.003"]) == 0
+    saved = json.loads((out / "models" / "gd-T1-seed0" / "model.json").read_text())
+    assert saved["spec"]["gd_lr"] == 0.003  # in the spec: a model trained at another lr is not reused
+    assert "GD models: Adam, learning rate 0.003" in (out / "REPORT.md").read_text()

@@ -95,10 +95,14 @@ def run(out: Path, quick: bool = False, **overrides) -> dict:
     if cfg.get("threads"):
         torch.set_num_threads(int(cfg["threads"]))
     proto = _protocol(cfg)
+    from ...checks import ADAM_STEP_PER_LR, check_number
+    check_number("--gd-lr", cfg.get("gd_lr", 1e-2), "float32", factor=ADAM_STEP_PER_LR,
+                 why="Adam's first step, 10 x lr")  # before any data is loaded
     train, x, y, note = _load_data(cfg)
     cfg["note"] = note
     setup = rb.ModelSetup(dataset=train.name, n_train=cfg["n_train"], vertices=cfg["vertices"], cap=cfg["cap"],
-                          epochs=cfg["epochs"], models=tuple(cfg["models"]), graph_rule=cfg["graph_rule"])
+                          epochs=cfg["epochs"], models=tuple(cfg["models"]), graph_rule=cfg["graph_rule"],
+                          gd_lr=float(cfg.get("gd_lr", 1e-2)))
     _, graph_desc, _ = rb.graph_rule_table(cfg["graph_rule"])
     cfg["graph_rule_used"] = graph_desc
     log = (lambda s: print(s, file=sys.stderr, flush=True))

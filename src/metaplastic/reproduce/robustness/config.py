@@ -13,6 +13,7 @@ PAPER = {"plastic-T3": (0.60, 0.36), "plastic-T1star": (0.12, 0.00), "plastic-T1
 DEFAULTS = dict(
     n_images=1000, seeds=[0], n_train=10000, vertices=1000, cap=500, epochs=2,
     models=list(rb.MODELS), graph_rule="auto", threads=None,
+    gd_lr=1e-2,  # the GD models' Adam step: the paper's Fig. 2 setting (experiments/gd_cap.py tries smaller ones)
     # attack budgets (Protocol fields)
     eps=[0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0, 10.0],
     paper_steps=20, paper_alpha_rel=0.25, apgd_iters=50, dlr_targets=3, square_queries=300,

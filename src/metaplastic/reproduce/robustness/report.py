@@ -306,7 +306,8 @@ def report(results: dict) -> str:
              f"images, {cfg['n_images']} test images, seeds {seeds})"]
     if cfg.get("note"):
         parts.append(f"Note: {cfg['note']}")
-    parts.append(f"T=3 plasticity graph rule: {cfg.get('graph_rule_used')}.")
+    parts.append(f"T=3 plasticity graph rule: {cfg.get('graph_rule_used')}. GD models: Adam, learning rate "
+                 f"{cfg.get('gd_lr', 1e-2):g}, batch 10, all weights through the cap.")
     parts.append("### Conclusion\n\n" + conclusion(results))
     parts.append(_table2_section(models, j2, j4))
     parts += [t for t in (rounds_table(models), cap_table(models), _per_attack_section(results, models, cfg, j2, j4))
