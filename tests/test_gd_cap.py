@@ -24,3 +24,9 @@ def test_gd_cap_quick_run_reports_each_learning_rate_capped_and_cap_free(tmp_pat
         assert r["n"] == 12 and 0 <= r["worst"][-1] <= r["worst"][0] <= r["clean"] <= 12
         assert (r["cap_binds"] is None) == (not r["capped"])
         assert all(w <= p for w, p in zip(r["worst"], r["paper"]))  # the worst case includes the paper's attack
+
+
+def test_gd_cap_bad_learning_rate_is_one_line(capsys):
+    assert gd_cap.main(["--lrs", "1e-3", "-1"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --lrs must be a positive finite number") and err.count("\n") == 1

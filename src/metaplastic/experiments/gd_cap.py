@@ -30,7 +30,9 @@ from dataclasses import asdict
 import torch
 
 from .. import robustness as rb
+from ..checks import ADAM_STEP_PER_LR, check_number
 from ..data import load_dataset
+from ..errors import MetaplasticError
 from ..gd import train_gd
 from ..learner import data_orders
 from ..network import NetworkConfig, SimpleRNN, init_networks
@@ -83,7 +85,17 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=None)
     ap.add_argument("--quick", action="store_true", help="tiny budgets (a smoke run)")
     a = ap.parse_args(argv)
+    try:
+        return _run(a)
+    except MetaplasticError as e:  # bad input or missing data: one line, before the work
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+def _run(a) -> int:
     from ..reproduce.robustness.config import DEFAULTS, QUICK, _protocol
+    for lr in a.lrs:
+        check_number("--lrs", lr, "float32", factor=ADAM_STEP_PER_LR, why="Adam's first step, 10 x lr")
     torch.set_num_threads(1)
     budget = dict(DEFAULTS, **(QUICK if a.quick else {}))
     budget["attacks"] = tuple(x for x in rb.ORDER if x != "transfer")
