@@ -297,8 +297,7 @@ def run_rounds(P: torch.Tensor, W: torch.Tensor | None, k: int, rounds: int,
     for _ in range(rounds - 1):
         nxt = facts.next_round(h, through) if facts is not None else None
         if nxt is None:
-            z = torch.bmm(h + P, W) if through else torch.bmm(h, W) + P
-            nxt = cap(torch.relu(z), k)
+            nxt = cap(torch.relu(recurrent_drive(h, P, W, recurrence)), k)
         h = nxt
         if words:
             code = (code << 1) | (fired_mask(h, k, firing) if topk else h != 0).to(torch.uint8)
@@ -314,6 +313,12 @@ def run_rounds(P: torch.Tensor, W: torch.Tensor | None, k: int, rounds: int,
 #: that models whose W is not zero (most) lose little to the check.
 SHORTCUT_MIN_ROWS = 64
 SHORTCUT_ZERO_W_ROWS = 512
+
+
+def recurrent_drive(h: torch.Tensor, P: torch.Tensor, W: torch.Tensor, recurrence: str = "wh+ax") -> torch.Tensor:
+    """A later round's drive before the ReLU and the cap, from the previous state ``h`` and the
+    input drive ``P`` (``[B, m, V]``): the text's ``h @ W + P`` or the code's ``(h + P) @ W``."""
+    return torch.bmm(h + P, W) if recurrence == "w(h+ax)" else torch.bmm(h, W) + P
 
 
 def _may_shortcut(P: torch.Tensor, W: torch.Tensor | None, h1: torch.Tensor | None) -> bool:

@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from ..errors import MetaplasticError
+from ..network import recurrent_drive
 from .apgd import apgd
 from .common import AttackResult, _finish, predict
 from .projection import _eps_vector, check_ball
@@ -69,10 +70,9 @@ class BPDASurrogate(nn.Module):
         m = self.model  # the operations of SimpleRNN.forward / network.run_rounds
         P = (x.to(m.A.dtype) @ m.A)[None]
         h = self._cap(torch.relu(P))
-        through = getattr(m.config, "recurrence", "wh+ax") == "w(h+ax)"  # the paper's code: W (h + A x)
+        recurrence = getattr(m.config, "recurrence", "wh+ax")  # the paper's code: W (h + A x)
         for _ in range(m.config.rounds - 1):
-            z = torch.bmm(h + P, m.W[None]) if through else torch.bmm(h, m.W[None]) + P
-            h = self._cap(torch.relu(z))
+            h = self._cap(torch.relu(recurrent_drive(h, P, m.W[None], recurrence)))
         return (h @ m.U)[0]
 
 

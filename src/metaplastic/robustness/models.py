@@ -225,15 +225,13 @@ def cap_binding(model, x, n: int = 500) -> dict | None:
     cfg = getattr(model, "config", None)
     if cfg is None or getattr(cfg, "k", None) is None or not hasattr(model, "A"):
         return None
-    from ..network import run_rounds
-    states = []
+    from ..network import cap, recurrent_drive
     with torch.no_grad():
         P = (x[:n].to(model.A.dtype) @ model.A)[None]
-        W = None if getattr(model, "W", None) is None else model.W[None]
-        run_rounds(P, W, cfg.k, cfg.rounds, states=states, words=False, **cfg.semantics)
-        drives = [P]  # round t's drive before the ReLU and the cap, from round t-1's state
-        for h in states[:-1]:
-            drives.append(torch.bmm(h + P, W) if cfg.recurrence == "w(h+ax)" else torch.bmm(h, W) + P)
+        drives = [P]  # each round's drive before the ReLU and the cap
+        for _ in range(cfg.rounds - 1):
+            h = cap(torch.relu(drives[-1]), cfg.k)
+            drives.append(recurrent_drive(h, P, model.W[None], cfg.recurrence))
     positive = [(z[0] > 0).sum(-1) for z in drives]
     return {"binds": [float((c > cfg.k).double().mean()) for c in positive],
             "positive": [float(c.double().mean()) / cfg.vertices for c in positive],
