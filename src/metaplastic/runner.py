@@ -223,6 +223,15 @@ def _evaluate(job: TrainJob, nets: Networks, data, orders, mistakes, seconds: fl
     }
 
 
+#: What ``metaplastic train --out DIR`` writes into DIR (:func:`run_train`).
+TRAIN_FILES = ("config.json", "results.json", "networks.pt")
+
+
+def earlier_train_files(out: str | Path) -> list[str]:
+    """The files of an earlier ``train --out`` run in ``out`` (none where it is new or empty)."""
+    return [name for name in TRAIN_FILES if (Path(out) / name).exists()]
+
+
 def networks_state(nets: Networks) -> dict:
     return {"config": nets.config.to_dict(), "A": nets.A.cpu(), "G": None if nets.G is None else nets.G.cpu(),
             "W": None if nets.W is None else nets.W.cpu(), "U": nets.U.cpu()}

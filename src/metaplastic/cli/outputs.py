@@ -27,14 +27,12 @@ def _check_out_dir(out) -> None:
     _check_writable_above(out, path)
 
 
-#: The files ``train --out DIR`` writes (metaplastic.runner.run_train).
-TRAIN_FILES = ("config.json", "results.json", "networks.pt")
-
-
 def _check_no_earlier_train(out, overwrite: bool) -> None:
     """``train --out DIR`` over an earlier run's files: an error before training, unless --overwrite."""
     from pathlib import Path
-    found = [f for f in TRAIN_FILES if (Path(out).expanduser() / f).exists()]
+
+    from ..runner import earlier_train_files
+    found = earlier_train_files(Path(out).expanduser())
     if found and not overwrite:
         raise MetaplasticError(f"--out {out}: holds an earlier run ({', '.join(found)}); pass --overwrite "
                                "to replace it, or choose another --out")
